@@ -1,0 +1,186 @@
+"""The four networks, their optimizers and the compiled train step. No I/O here.
+
+Names follow the paper, written once:
+    gen_g: A -> B      gen_f: B -> A      disc_a: real A vs fake A      disc_b: real B vs fake B
+    fake_b = gen_g(real_a)   cycled_a = gen_f(fake_b)   same_a = gen_f(real_a)   (and mirrored)
+
+One step updates both generators (one Adam over gen_g and gen_f), then both discriminators
+(one Adam over disc_a and disc_b) on fakes drawn through the image pools, as the official
+code does. Per-example losses are averaged over the *global* batch, so gradients summed
+across replicas by the optimizer equal the single-device gradient of the global batch.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tfcyclegan import losses
+from tfcyclegan.config import TrainConfig
+from tfcyclegan.image_pool import ImagePool
+from tfcyclegan.models import build_discriminator, build_generator
+
+LOSS_NAMES = (
+    "gen_g_gan", "gen_f_gan", "cycle_a", "cycle_b", "identity_a", "identity_b",
+    "gen_total", "disc_a", "disc_b",
+)
+
+
+def _make_optimizer(config: TrainConfig, precision: str, name: str) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(
+        learning_rate=config.optim.learning_rate, beta_1=config.optim.beta_1, beta_2=config.optim.beta_2, name=name
+    )
+    if precision == "mixed_float16":
+        # Dynamic loss scaling: float16 gradients underflow without it.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer, name=f"{name}_loss_scale")
+    return optimizer
+
+
+class CycleGAN(tf.Module):
+    """Build under `strategy.scope()`. precision: "float32", "mixed_float16" or "mixed_bfloat16"."""
+
+    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, *, precision: str = "float32"):
+        super().__init__(name="cyclegan")
+        self.config = config
+        self.strategy = strategy
+        self.precision = precision
+        model_cfg = config.model
+        self.gen_g = build_generator(model_cfg, dtype=precision, name="gen_g")
+        self.gen_f = build_generator(model_cfg, dtype=precision, name="gen_f")
+        self.disc_a = build_discriminator(model_cfg, dtype=precision, name="disc_a")
+        self.disc_b = build_discriminator(model_cfg, dtype=precision, name="disc_b")
+        self.optimizer_g = _make_optimizer(config, precision, "optimizer_g")
+        self.optimizer_d = _make_optimizer(config, precision, "optimizer_d")
+        self.optimizer_g.build(self.generator_variables)
+        self.optimizer_d.build(self.discriminator_variables)
+        self.pool_a = ImagePool(config.pool_size, name="pool_a")
+        self.pool_b = ImagePool(config.pool_size, name="pool_b")
+        self._distributed_step = None
+
+    @property
+    def generator_variables(self) -> list[tf.Variable]:
+        return self.gen_g.trainable_variables + self.gen_f.trainable_variables
+
+    @property
+    def discriminator_variables(self) -> list[tf.Variable]:
+        return self.disc_a.trainable_variables + self.disc_b.trainable_variables
+
+    def set_learning_rate(self, value: float) -> None:
+        self.optimizer_g.learning_rate.assign(value)
+        self.optimizer_d.learning_rate.assign(value)
+
+    def reset_pools(self, size: int) -> None:
+        """Empties both image pools for a new stage of `size` x `size` images."""
+        self.pool_a.reset(size, size)
+        self.pool_b.reset(size, size)
+
+    def checkpoint_items(self) -> dict[str, tf.Module]:
+        return dict(
+            gen_g=self.gen_g, gen_f=self.gen_f, disc_a=self.disc_a, disc_b=self.disc_b,
+            optimizer_g=self.optimizer_g, optimizer_d=self.optimizer_d, pool_a=self.pool_a, pool_b=self.pool_b,
+        )
+
+    # -- the step ----------------------------------------------------------------------------
+
+    def _apply(self, optimizer, tape: tf.GradientTape, loss: tf.Tensor, variables: list[tf.Variable]) -> None:
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            grads = tape.gradient(optimizer.scale_loss(loss), variables)
+        else:
+            grads = tape.gradient(loss, variables)
+        optimizer.apply(grads, variables)
+
+    def replica_step(self, real_a: tf.Tensor, real_b: tf.Tensor, seed: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One training step on this replica's part of the global batch.
+
+        real_a, real_b: float32 (batch, H, W, 3) in [-1, 1]; seed: int64 (2,) for the pools;
+        global_batch: int32 scalar. Returns {name: float32 scalar}, each this replica's share
+        of the global-batch mean (sum over replicas for the global value).
+        """
+        cfg = self.config.loss
+        average = lambda per_example: tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+        use_identity = cfg.identity > 0
+
+        with tf.GradientTape() as tape:
+            fake_b = self.gen_g(real_a, training=True)
+            cycled_a = self.gen_f(fake_b, training=True)
+            fake_a = self.gen_f(real_b, training=True)
+            cycled_b = self.gen_g(fake_a, training=True)
+            gen_g_gan = average(losses.generator_gan_loss(fake_logits=self.disc_b(fake_b, training=True), kind=cfg.gan))
+            gen_f_gan = average(losses.generator_gan_loss(fake_logits=self.disc_a(fake_a, training=True), kind=cfg.gan))
+            cycle_a = average(losses.l1_loss(target=real_a, prediction=cycled_a))
+            cycle_b = average(losses.l1_loss(target=real_b, prediction=cycled_b))
+            if use_identity:
+                identity_a = average(losses.l1_loss(target=real_a, prediction=self.gen_f(real_a, training=True)))
+                identity_b = average(losses.l1_loss(target=real_b, prediction=self.gen_g(real_b, training=True)))
+            else:
+                identity_a = identity_b = tf.constant(0.0)
+            gen_total = (
+                gen_g_gan + gen_f_gan
+                + cfg.cycle * (cycle_a + cycle_b)
+                + cfg.cycle * cfg.identity * (identity_a + identity_b)
+            )
+        self._apply(self.optimizer_g, tape, gen_total, self.generator_variables)
+
+        pool_seed = tf.cast(seed, tf.int64)
+        pooled_fake_a = self.pool_a.query(fake_a, seed=pool_seed)
+        pooled_fake_b = self.pool_b.query(fake_b, seed=pool_seed + tf.constant([0, 1], tf.int64))
+        with tf.GradientTape() as tape:
+            disc_a = average(losses.discriminator_loss(
+                real_logits=self.disc_a(real_a, training=True),
+                fake_logits=self.disc_a(pooled_fake_a, training=True), kind=cfg.gan))
+            disc_b = average(losses.discriminator_loss(
+                real_logits=self.disc_b(real_b, training=True),
+                fake_logits=self.disc_b(pooled_fake_b, training=True), kind=cfg.gan))
+            disc_total = disc_a + disc_b
+        self._apply(self.optimizer_d, tape, disc_total, self.discriminator_variables)
+
+        return dict(
+            gen_g_gan=gen_g_gan, gen_f_gan=gen_f_gan, cycle_a=cycle_a, cycle_b=cycle_b,
+            identity_a=identity_a, identity_b=identity_b, gen_total=gen_total, disc_a=disc_a, disc_b=disc_b,
+        )
+
+    def _steps(self, iterator, seeds: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Runs len(seeds) steps from `iterator`; returns the losses of each, (n,) per name."""
+        n = tf.shape(seeds)[0]
+        history = tf.TensorArray(tf.float32, size=n, element_shape=[len(LOSS_NAMES)])
+        for i in tf.range(n):
+            real_a, real_b = next(iterator)
+            per_replica = self.strategy.run(self._replica_step_with_id, args=(real_a, real_b, seeds[i], global_batch))
+            values = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None) for name in LOSS_NAMES]
+            history = history.write(i, tf.stack(values))
+        stacked = history.stack()
+        return {name: stacked[:, k] for k, name in enumerate(LOSS_NAMES)}
+
+    def _replica_step_with_id(self, real_a, real_b, seed, global_batch):
+        # Each replica's pool draws its own numbers.
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.cast(seed, tf.int64) + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
+        return self.replica_step(real_a, real_b, seed, global_batch)
+
+    def train_steps(self, iterator, seeds: tf.Tensor, global_batch: int) -> dict[str, tf.Tensor]:
+        """Runs len(seeds) training steps in one compiled call.
+
+        iterator: an iterator over a distributed dataset of (real_a, real_b);
+        seeds: int64 (n, 2), one per step (derive them from the global step for exact resume).
+        Returns {name: float32 (n,)} global-batch mean losses of each step.
+        """
+        if self._distributed_step is None:
+            # reduce_retracing: after a second stage size the trace generalizes H and W to
+            # None, so the whole schedule costs at most two traces, never one per step.
+            self._distributed_step = tf.function(self._steps, reduce_retracing=True)
+        return self._distributed_step(iterator, tf.convert_to_tensor(seeds, tf.int64), tf.constant(global_batch, tf.int32))
+
+    @property
+    def tracing_count(self) -> int:
+        return 0 if self._distributed_step is None else self._distributed_step.experimental_get_tracing_count()
+
+    # -- inference ---------------------------------------------------------------------------
+
+    def translate(self, real_a: tf.Tensor, real_b: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Eval-mode forward pass for sample grids: fake_b, cycled_a, fake_a, cycled_b (float32)."""
+        fake_b = self.gen_g(real_a, training=False)
+        fake_a = self.gen_f(real_b, training=False)
+        return dict(
+            real_a=real_a, fake_b=fake_b, cycled_a=self.gen_f(fake_b, training=False),
+            real_b=real_b, fake_a=fake_a, cycled_b=self.gen_g(fake_a, training=False),
+        )

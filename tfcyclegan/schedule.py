@@ -1,0 +1,374 @@
+"""The stage driver: epochs, learning-rate decay, checkpoints, summaries, samples, resume.
+
+`run(config, workdir)` trains through `config.schedule` and can be called again on the same
+workdir to resume: it restores the newest checkpoint (networks, optimizers, image pools,
+stage/epoch/step) and continues the data stream at the batch it stopped at. The data order
+and augmentation are functions of (seed, epoch), and every random draw of the train step is
+seeded by (seed, global step), so with `deterministic=True` a run that was killed and resumed
+ends with exactly the weights of one that never stopped.
+
+Everything that touches the disk or the terminal lives here, not in the train step.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+from tqdm.auto import tqdm
+
+from tfcyclegan import checkpoint as ckpt_layout
+from tfcyclegan import config as config_lib
+from tfcyclegan import data as data_lib
+from tfcyclegan import distribute, visualize
+from tfcyclegan.cyclegan import LOSS_NAMES, CycleGAN
+
+# Fields that may change between the start of a run and its resumption: they change what is
+# logged or how often a checkpoint is written, never what is trained.
+RESUMABLE_CHANGES = ("log_every_steps", "steps_per_call", "keep_checkpoints", "checkpoint_every_steps", "sample_count")
+
+
+class WorkdirError(RuntimeError):
+    """The workdir cannot be used (unwritable, or its config conflicts with this run)."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or Inf; the last good checkpoint is kept."""
+
+
+def learning_rate_at(config: config_lib.TrainConfig, global_epoch: int) -> float:
+    """The learning rate of 0-based epoch `global_epoch` of the whole schedule.
+
+    Constant for the first E - D epochs, then linear decay: lr * min(1, (E - e) / (D + 1)),
+    the official CycleGAN rule (E = all epochs, D = decay epochs); the last epoch runs at
+    lr / (D + 1) and the rate would reach zero one epoch later.
+    """
+    total, decay = config.schedule.total_epochs, config.decay_epochs
+    factor = 1.0 if decay == 0 else min(1.0, (total - global_epoch) / (decay + 1))
+    return config.optim.learning_rate * max(0.0, factor)
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """Where a run is: stage index, epoch within the stage, step within the epoch."""
+
+    stage: int
+    epoch: int
+    step: int
+    global_step: int
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    position: Position
+    finished: bool
+    stopped_by: str | None  # "SIGTERM", "SIGINT", "max_steps" or None
+    last_checkpoint: str | None
+    last_losses: dict[str, float]
+
+
+class _Progress(tf.Module):
+    """Checkpointed position of the run."""
+
+    def __init__(self):
+        super().__init__(name="progress")
+        self.stage = tf.Variable(0, dtype=tf.int64, trainable=False, name="stage")
+        self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+
+    def get(self) -> Position:
+        return Position(int(self.stage.numpy()), int(self.epoch.numpy()), int(self.step.numpy()), int(self.global_step.numpy()))
+
+    def set(self, position: Position) -> None:
+        self.stage.assign(position.stage)
+        self.epoch.assign(position.epoch)
+        self.step.assign(position.step)
+        self.global_step.assign(position.global_step)
+
+
+def prepare_workdir(workdir: str, config: config_lib.TrainConfig, *, write: bool = True) -> None:
+    """Checks the workdir is writable and that its config.json (if any) matches `config`."""
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=workdir, prefix=".write_test_"):
+            pass
+    except OSError as e:
+        raise WorkdirError(f"Cannot write to workdir {workdir!r} ({e.strerror or e}). Choose another --workdir.") from e
+    path = ckpt_layout.config_path(workdir)
+    if os.path.exists(path):
+        with open(path) as f:
+            saved = json.load(f)
+        new = config.to_dict()
+        differences = [
+            d for d in config_lib.diff(saved, new) if d.split(":")[0] not in RESUMABLE_CHANGES
+        ]
+        if differences:
+            raise WorkdirError(
+                f"{path} was written by a run with other settings; resuming with these would mix two "
+                "experiments. Fields that differ (saved != requested):\n  " + "\n  ".join(differences)
+                + "\nUse the original flags to resume, or a new --workdir for the new settings."
+            )
+    if write:
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(config.to_json())
+        os.replace(tmp, path)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a request to checkpoint and stop after the current step."""
+
+    def __init__(self):
+        self.signal_name: str | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signal_name is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C stops at once
+        self.signal_name = signal.Signals(signum).name
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _write_loss_rows(path: str, rows: list[dict]) -> None:
+    if not rows:
+        return
+    new_file = not os.path.exists(path)
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        if new_file:
+            writer.writeheader()
+        writer.writerows(rows)
+
+
+class Trainer:
+    """Holds a run's state between epochs. Most users call `run()` instead."""
+
+    def __init__(self, config: config_lib.TrainConfig, workdir: str, *, data_cache_dir: str | None = None,
+                 on_step: Callable[[Position, dict[str, float]], None] | None = None, quiet: bool = False):
+        self.config = config
+        self.workdir = workdir
+        self.on_step = on_step
+        self.quiet = quiet
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(config.seed)  # initial weights; the step's draws are stateless
+        self.strategy = distribute.make_strategy(config.strategy)
+        self.precision = distribute.resolve_precision(config.precision)
+        self.chief = distribute.is_chief(self.strategy)
+        prepare_workdir(workdir, config, write=self.chief)
+        self.domains = data_lib.load_domains(config.data, cache_dir=data_cache_dir)
+        self.global_batch = config.batch_size * self.strategy.num_replicas_in_sync
+        natural = data_lib.steps_per_epoch(self.domains, self.global_batch)
+        self.steps_per_epoch = min(natural, config.steps_per_epoch) if config.steps_per_epoch else natural
+        with self.strategy.scope():
+            self.model = CycleGAN(config, self.strategy, precision=self.precision)
+        self.progress = _Progress()
+        self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self.model.checkpoint_items())
+        directory = ckpt_layout.checkpoint_dir(workdir)
+        if not self.chief:
+            # Every worker must take part in a save (it is collective), but only the chief's
+            # copy is kept; the others write to a scratch folder and delete it.
+            directory = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}_checkpoints")
+        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
+        self.restored_from = None
+        if self.manager.latest_checkpoint:
+            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
+            self.restored_from = self.manager.latest_checkpoint
+        self.logdir = os.path.join(workdir, "logs")
+        self.writer = tf.summary.create_file_writer(self.logdir) if self.chief else tf.summary.create_noop_writer()
+        self.samples_dir = os.path.join(workdir, "samples")
+        self.loss_csv = os.path.join(workdir, "losses.csv")
+        if self.chief:
+            os.makedirs(self.samples_dir, exist_ok=True)
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def epoch_offset(self, stage: int) -> int:
+        return sum(s.epochs for s in self.config.schedule.stages[:stage])
+
+    def save(self, position: Position) -> str:
+        self.progress.set(position)
+        path = self.manager.save(checkpoint_number=position.global_step)
+        if not self.chief:
+            shutil.rmtree(self.manager.directory, ignore_errors=True)
+        return path
+
+    def _log(self, message: str) -> None:
+        if not self.quiet and self.chief:
+            tqdm.write(message, file=sys.stderr)
+
+    def _sample_images(self, size: int) -> tuple[np.ndarray, np.ndarray]:
+        take = lambda domain: (
+            data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split="test", size=size,
+                                      count=self.config.sample_count)
+            if getattr(self.domains, domain).test else
+            data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split="train", size=size,
+                                      count=self.config.sample_count)
+        )
+        return take("a"), take("b")
+
+    def _write_samples(self, samples: tuple[np.ndarray, np.ndarray], global_epoch: int, size: int, step: int) -> str:
+        images = {k: v.numpy() for k, v in self.model.translate(*samples).items()}
+        grid = visualize.sample_grid(images)
+        path = os.path.join(self.samples_dir, f"epoch_{global_epoch + 1:04d}_{size}px.png")
+        visualize.save_png(grid, path)
+        with self.writer.as_default():
+            tf.summary.image("samples", grid[np.newaxis], step=step)
+        return path
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def run(self, *, max_steps: int | None = None) -> RunResult:
+        cfg = self.config
+        stages = cfg.schedule.stages
+        position = self.progress.get()
+        last_ckpt = self.restored_from
+        last_losses: dict[str, float] = {}
+        if self.restored_from:
+            self._log(f"Resuming from {self.restored_from}: stage {position.stage + 1}/{len(stages)}, "
+                      f"epoch {position.epoch + 1}, step {position.step}, global step {position.global_step}")
+        if position.stage >= len(stages):
+            self._log(f"Run in {self.workdir} is already complete ({cfg.schedule}).")
+            return RunResult(position, True, None, last_ckpt, last_losses)
+
+        with _StopFlag() as stop:
+            while position.stage < len(stages):
+                stage = stages[position.stage]
+                if position.epoch == 0 and position.step == 0:
+                    self.model.reset_pools(stage.size)  # a new stage starts with empty pools
+                samples = self._sample_images(stage.size) if self.chief else None
+                while position.epoch < stage.epochs:
+                    global_epoch = self.epoch_offset(position.stage) + position.epoch
+                    lr = learning_rate_at(cfg, global_epoch)
+                    self.model.set_learning_rate(lr)
+                    dataset = data_lib.make_train_dataset(
+                        self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
+                        epoch=global_epoch, skip_batches=position.step,
+                    )
+                    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+                    bar = tqdm(
+                        total=self.steps_per_epoch, initial=position.step, unit="step", file=sys.stderr,
+                        desc=f"stage {position.stage + 1}/{len(stages)} {stage.size}px epoch {position.epoch + 1}/{stage.epochs}",
+                        disable=self.quiet or not self.chief, dynamic_ncols=True, mininterval=1.0,
+                    )
+                    rows = []
+                    while position.step < self.steps_per_epoch:
+                        n = self._chunk(position, max_steps)
+                        seeds = np.array([[cfg.seed, position.global_step + i] for i in range(n)], np.int64)
+                        start = time.perf_counter()
+                        out = self.model.train_steps(iterator, seeds, self.global_batch)
+                        values = {k: v.numpy() for k, v in out.items()}
+                        elapsed = time.perf_counter() - start
+                        self._check_finite(values, position)
+                        position = dataclasses.replace(position, step=position.step + n, global_step=position.global_step + n)
+                        last_losses = {k: float(v[-1]) for k, v in values.items()}
+                        images_per_sec = n * self.global_batch / max(elapsed, 1e-9)
+                        bar.update(n)
+                        bar.set_postfix(G=f"{last_losses['gen_total']:.3f}", D=f"{last_losses['disc_a'] + last_losses['disc_b']:.3f}",
+                                        cyc=f"{last_losses['cycle_a'] + last_losses['cycle_b']:.3f}", ips=f"{images_per_sec:.1f}", refresh=False)
+                        if position.global_step % cfg.log_every_steps == 0 or position.step == self.steps_per_epoch:
+                            means = {k: float(np.mean(v)) for k, v in values.items()}
+                            self._summaries(means, lr, images_per_sec, stage.size, position.global_step)
+                            rows.append({"global_step": position.global_step, "size": stage.size, "learning_rate": lr,
+                                         "images_per_sec": round(images_per_sec, 3), **{k: round(v, 6) for k, v in means.items()}})
+                        if self.on_step is not None:
+                            self.on_step(position, last_losses)
+                        stop_reason = stop.signal_name or (
+                            "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
+                        periodic = cfg.checkpoint_every_steps and position.global_step % cfg.checkpoint_every_steps == 0
+                        if (stop_reason or periodic) and position.step < self.steps_per_epoch:
+                            last_ckpt = self.save(position)
+                            if self.chief:
+                                _write_loss_rows(self.loss_csv, rows)
+                            rows = []
+                        if stop_reason and position.step < self.steps_per_epoch:
+                            bar.close()
+                            self._log(f"Stopped by {stop_reason} at global step {position.global_step}; checkpoint "
+                                      f"{last_ckpt} written. Run the same command again to resume.")
+                            self.writer.flush()
+                            return RunResult(position, False, stop_reason, last_ckpt, last_losses)
+                    bar.close()
+                    # End of epoch: samples, then a checkpoint at the start of the next epoch.
+                    if self.chief:
+                        path = self._write_samples(samples, global_epoch, stage.size, position.global_step)
+                        _write_loss_rows(self.loss_csv, rows)
+                        self._log(f"epoch {global_epoch + 1}/{cfg.schedule.total_epochs} done: lr {lr:.2e}, "
+                                  f"cycle {last_losses['cycle_a']:.3f}/{last_losses['cycle_b']:.3f}, samples {path}")
+                    position = dataclasses.replace(position, epoch=position.epoch + 1, step=0)
+                    if position.epoch == stage.epochs:
+                        position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
+                    last_ckpt = self.save(position)
+                    self.writer.flush()
+                    stop_reason = stop.signal_name or (
+                        "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
+                    if stop_reason:
+                        self._log(f"Stopped by {stop_reason} at global step {position.global_step}; checkpoint "
+                                  f"{last_ckpt} written. Run the same command again to resume.")
+                        return RunResult(position, position.stage >= len(stages), stop_reason, last_ckpt, last_losses)
+                    if position.epoch == 0:
+                        break  # that was the stage's last epoch
+        if self.chief:
+            visualize.loss_curves(self.loss_csv, os.path.join(self.workdir, "loss_curves.png"))
+            self._log(f"Training complete: {position.global_step} steps. Checkpoint {last_ckpt}")
+        return RunResult(position, True, None, last_ckpt, last_losses)
+
+    def _chunk(self, position: Position, max_steps: int | None) -> int:
+        """Steps for the next compiled call: up to steps_per_call, never past an event."""
+        cfg = self.config
+        n = min(cfg.steps_per_call, self.steps_per_epoch - position.step)
+        for every in (cfg.log_every_steps, cfg.checkpoint_every_steps):
+            if every:
+                n = min(n, every - position.global_step % every)
+        if max_steps is not None:
+            n = min(n, max(1, max_steps - position.global_step))
+        return max(1, n)
+
+    def _check_finite(self, values: dict[str, np.ndarray], position: Position) -> None:
+        for name in LOSS_NAMES:
+            bad = np.flatnonzero(~np.isfinite(values[name]))
+            if bad.size:
+                step = position.global_step + int(bad[0]) + 1
+                kept = self.manager.latest_checkpoint or "none yet"
+                raise TrainingDiverged(
+                    f"Loss {name} became {values[name][bad[0]]} at global step {step} "
+                    f"(stage {position.stage + 1}, epoch {position.epoch + 1}). Training stopped; the last good "
+                    f"checkpoint is kept: {kept}. Try a lower --learning_rate or --precision=float32."
+                )
+
+    def _summaries(self, means: dict[str, float], lr: float, images_per_sec: float, size: int, step: int) -> None:
+        with self.writer.as_default():
+            for name, value in means.items():
+                tf.summary.scalar(f"loss/{name}", value, step=step)
+            tf.summary.scalar("learning_rate", lr, step=step)
+            tf.summary.scalar("images_per_sec", images_per_sec, step=step)
+            tf.summary.scalar("stage_size", size, step=step)
+
+
+def run(config: config_lib.TrainConfig, workdir: str, *, max_steps: int | None = None, data_cache_dir: str | None = None,
+        on_step: Callable[[Position, dict[str, float]], None] | None = None, quiet: bool = False) -> RunResult:
+    """Trains (or resumes) `config` in `workdir`. See the module docstring."""
+    trainer = Trainer(config, workdir, data_cache_dir=data_cache_dir, on_step=on_step, quiet=quiet)
+    return trainer.run(max_steps=max_steps)

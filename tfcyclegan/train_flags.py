@@ -1,0 +1,106 @@
+"""Command-line flags of train.py and their mapping onto TrainConfig.
+
+Precedence: TrainConfig defaults < --preset < flags given on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import flags
+
+from tfcyclegan import config as config_lib
+
+# flag name -> dotted TrainConfig field. Each flag's default is None: "not given".
+FLAG_FIELDS = {
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "task": "data.task",
+    "domain_a": "data.domain_a", "domain_b": "data.domain_b", "tfds_name": "data.tfds_name",
+    "test_fraction": "data.test_fraction", "preprocess": "data.preprocess", "synthetic_count": "data.synthetic_count",
+    "schedule": "schedule", "batch_size": "batch_size", "pool_size": "pool_size", "seed": "seed",
+    "deterministic": "deterministic", "precision": "precision", "strategy": "strategy",
+    "checkpoint_every_steps": "checkpoint_every_steps", "keep_checkpoints": "keep_checkpoints",
+    "steps_per_epoch": "steps_per_epoch", "steps_per_call": "steps_per_call", "log_every_steps": "log_every_steps",
+    "sample_count": "sample_count",
+    "learning_rate": "optim.learning_rate", "beta_1": "optim.beta_1", "beta_2": "optim.beta_2",
+    "decay_epochs": "optim.decay_epochs",
+    "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
+    "gen_filters": "model.gen_filters", "gen_blocks": "model.gen_blocks", "disc_filters": "model.disc_filters",
+    "disc_layers": "model.disc_layers", "disc_type": "model.disc_type", "norm": "model.norm",
+    "disc_norm": "model.disc_norm",
+}
+
+
+def define_flags() -> None:
+    d = flags
+    d.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints/, logs/, samples/. Default runs/<task>.")
+    d.DEFINE_enum("preset", None, list(config_lib.PRESETS), "A reference system's settings; explicit flags override.")
+    d.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Default: utkface with --data_dir, else synthetic.")
+    d.DEFINE_string("data_dir", None, "UTKFace folder or tarball, or a trainA/trainB folder.")
+    d.DEFINE_enum("task", None, list(config_lib.TASKS), "UTKFace attribute task: age (20s->50s), ethnicity, gender.")
+    d.DEFINE_string("domain_a", None, "Custom domain A filter, e.g. age:20-29,gender:1 (with --domain_b).")
+    d.DEFINE_string("domain_b", None, "Custom domain B filter, e.g. age:50-59,gender:1 (with --domain_a).")
+    d.DEFINE_string("tfds_name", None, "With --dataset=tfds, e.g. cycle_gan/horse2zebra.")
+    d.DEFINE_float("test_fraction", None, "Held-out share of each domain (default 0.1).")
+    d.DEFINE_enum("preprocess", None, list(config_lib.PREPROCESS), "resize_and_crop (1.12x then crop), crop or none.")
+    d.DEFINE_boolean("no_flip", False, "Turn off random horizontal flips.")
+    d.DEFINE_integer("synthetic_count", None, "Images generated for --dataset=synthetic (default 600).")
+    d.DEFINE_string("schedule", None, f"{', '.join(config_lib.SCHEDULES)} or size:epochs,... e.g. 32:2,64:1.")
+    d.DEFINE_integer("batch_size", None, "Per-replica batch (default 1).")
+    d.DEFINE_integer("pool_size", None, "Image pool size (default 50; 0 disables).")
+    d.DEFINE_integer("seed", None, "Seed for weights, data order and augmentation (default 0).")
+    d.DEFINE_boolean("deterministic", None, "Op determinism: a resumed run equals an uninterrupted one bit for bit.")
+    d.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "auto: mixed_float16 on GPU, float32 on CPU.")
+    d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored.")
+    d.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every N steps (default: once per epoch).")
+    d.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept (default 3).")
+    d.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (default max(|A|,|B|) / global batch).")
+    d.DEFINE_integer("steps_per_call", None, "Train steps per compiled call (default 1).")
+    d.DEFINE_integer("log_every_steps", None, "TensorBoard / losses.csv interval (default 10).")
+    d.DEFINE_integer("sample_count", None, "Images per domain in the per-epoch sample grid (default 4).")
+    d.DEFINE_float("learning_rate", None, "Adam learning rate (default 2e-4).")
+    d.DEFINE_float("beta_1", None, "Adam beta_1 (default 0.5).")
+    d.DEFINE_float("beta_2", None, "Adam beta_2 (default 0.999).")
+    d.DEFINE_integer("decay_epochs", None, "Linear LR decay over the last N epochs (default half of all).")
+    d.DEFINE_enum("gan_loss", None, list(config_lib.GAN_LOSSES), "Adversarial loss (default lsgan).")
+    d.DEFINE_float("lambda_cycle", None, "Cycle-consistency weight (default 10).")
+    d.DEFINE_float("lambda_identity", None, "Identity weight as a multiple of lambda_cycle (default 0.5).")
+    d.DEFINE_integer("gen_filters", None, "Generator base filters (default 64).")
+    d.DEFINE_integer("gen_blocks", None, "Generator residual blocks (default 9).")
+    d.DEFINE_integer("disc_filters", None, "Discriminator base filters (default 64).")
+    d.DEFINE_integer("disc_layers", None, "PatchGAN stride-2 layers (default 3: the 70x70 PatchGAN).")
+    d.DEFINE_enum("disc_type", None, list(config_lib.DISCRIMINATORS), "patchgan or downsample8.")
+    d.DEFINE_enum("norm", None, list(config_lib.NORMS), "Generator normalization (default instance).")
+    d.DEFINE_enum("disc_norm", None, list(config_lib.NORMS), "Discriminator normalization (default instance).")
+    d.DEFINE_integer("max_steps", None, "Stop (with a checkpoint) after this global step; rerun to continue.")
+    d.DEFINE_string("cache_dir", None, "Where generated/indexed data is cached (default $TFCYCLEGAN_CACHE or ~/.cache/tfcyclegan).")
+    d.DEFINE_boolean("dry_run", False, "Print the resolved config and data statistics as JSON, then exit.")
+
+
+def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
+    """Builds the TrainConfig of a command line. Raises ConfigError with the valid values."""
+    config = config_lib.TrainConfig()
+    if values.preset:
+        config = config_lib.apply_preset(config, values.preset)
+    overrides = {field: values[name].value for name, field in FLAG_FIELDS.items() if values[name].value is not None}
+    if values.no_flip:
+        overrides["data.flip"] = False
+    if values.dataset is None and values.data_dir and config.data.dataset == "synthetic":
+        overrides["data.dataset"] = "utkface"
+    if overrides.get("data.dataset") in ("utkface", "folder") and not values.data_dir and not config.data.data_dir:
+        raise config_lib.ConfigError(
+            f"--dataset={overrides['data.dataset']} reads your own copy: pass --data_dir=<path>."
+        )
+    return config_lib.replace(config, overrides)
+
+
+def default_workdir(config: config_lib.TrainConfig) -> str:
+    data = config.data
+    if data.dataset == "utkface":
+        name = data.task if data.domain_a is None else "custom"
+    elif data.dataset == "synthetic":
+        name = f"synthetic_{data.task}"
+    elif data.dataset == "tfds":
+        name = (data.tfds_name or "tfds").replace("/", "_")
+    else:
+        name = os.path.basename(os.path.normpath(data.data_dir or "folder"))
+    return os.path.join("runs", name)
