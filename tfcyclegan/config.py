@@ -121,6 +121,10 @@ class DataConfig:
       "tfds" (tfds_name, e.g. "cycle_gan/horse2zebra", already prepared in data_dir).
     task: picks the two domains from UTKFace labels (synthetic and utkface datasets).
     domain_a, domain_b: custom filters such as "age:20-29,gender:1"; they override task.
+    synthetic_seed: seed of the generated faces (dataset="synthetic"); independent of the
+      training seed, so runs with different seeds share one generated set.
+    cache_mb: memory budget for decoded, resized training images kept between epochs
+      (cache=True); a domain that does not fit is decoded from its files every epoch.
     """
 
     dataset: str = "synthetic"
@@ -134,6 +138,8 @@ class DataConfig:
     flip: bool = True
     cache: bool = True
     synthetic_count: int = 600
+    synthetic_seed: int = 0
+    cache_mb: int = 1024
 
     def __post_init__(self):
         _choice("data.dataset", self.dataset, DATASETS)
@@ -153,6 +159,9 @@ class DataConfig:
         if self.dataset == "tfds" and not self.tfds_name:
             raise ConfigError("data.dataset='tfds' needs --tfds_name, e.g. cycle_gan/horse2zebra. Received: None")
         _positive("data.synthetic_count", self.synthetic_count)
+        if not isinstance(self.synthetic_seed, int) or isinstance(self.synthetic_seed, bool) or self.synthetic_seed < 0:
+            raise ConfigError(f"data.synthetic_seed must be an integer >= 0. Received: {self.synthetic_seed!r}")
+        _positive("data.cache_mb", self.cache_mb, allow_zero=True)
 
 
 @dataclasses.dataclass(frozen=True)
