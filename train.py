@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 from tfcyclegan import train_flags
 
@@ -23,6 +23,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)
     # Imported here so --help answers without loading TensorFlow.
     from tfcyclegan import config as config_lib
     from tfcyclegan import data as data_lib

@@ -82,12 +82,18 @@ class CycleGAN(tf.Module):
 
     # -- the step ----------------------------------------------------------------------------
 
-    def _apply(self, optimizer, tape: tf.GradientTape, loss: tf.Tensor, variables: list[tf.Variable]) -> None:
+    @staticmethod
+    def _scaled(optimizer, loss: tf.Tensor) -> tf.Tensor:
+        """The loss to differentiate: scaled up under float16 loss scaling (call inside the tape)."""
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            grads = tape.gradient(optimizer.scale_loss(loss), variables)
-        else:
-            grads = tape.gradient(loss, variables)
-        optimizer.apply(grads, variables)
+            return optimizer.scale_loss(loss)
+        return loss
+
+    @staticmethod
+    def _apply(optimizer, tape: tf.GradientTape, scaled_loss: tf.Tensor, variables: list[tf.Variable]) -> None:
+        # LossScaleOptimizer.apply unscales, and skips the update (lowering the scale) when
+        # a gradient is not finite.
+        optimizer.apply(tape.gradient(scaled_loss, variables), variables)
 
     def replica_step(self, real_a: tf.Tensor, real_b: tf.Tensor, seed: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
         """One training step on this replica's part of the global batch.
@@ -119,7 +125,8 @@ class CycleGAN(tf.Module):
                 + cfg.cycle * (cycle_a + cycle_b)
                 + cfg.cycle * cfg.identity * (identity_a + identity_b)
             )
-        self._apply(self.optimizer_g, tape, gen_total, self.generator_variables)
+            scaled = self._scaled(self.optimizer_g, gen_total)
+        self._apply(self.optimizer_g, tape, scaled, self.generator_variables)
 
         pool_seed = tf.cast(seed, tf.int64)
         pooled_fake_a = self.pool_a.query(fake_a, seed=pool_seed)
@@ -131,21 +138,23 @@ class CycleGAN(tf.Module):
             disc_b = average(losses.discriminator_loss(
                 real_logits=self.disc_b(real_b, training=True),
                 fake_logits=self.disc_b(pooled_fake_b, training=True), kind=cfg.gan))
-            disc_total = disc_a + disc_b
-        self._apply(self.optimizer_d, tape, disc_total, self.discriminator_variables)
+            scaled = self._scaled(self.optimizer_d, disc_a + disc_b)
+        self._apply(self.optimizer_d, tape, scaled, self.discriminator_variables)
 
         return dict(
             gen_g_gan=gen_g_gan, gen_f_gan=gen_f_gan, cycle_a=cycle_a, cycle_b=cycle_b,
             identity_a=identity_a, identity_b=identity_b, gen_total=gen_total, disc_a=disc_a, disc_b=disc_b,
         )
 
-    def _steps(self, iterator, seeds: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Runs len(seeds) steps from `iterator`; returns the losses of each, (n,) per name."""
-        n = tf.shape(seeds)[0]
+    def _steps(self, iterator, first_step: tf.Tensor, n: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """Runs n steps from `iterator`; returns the losses of each, (n,) per name."""
         history = tf.TensorArray(tf.float32, size=n, element_shape=[len(LOSS_NAMES)])
         for i in tf.range(n):
             real_a, real_b = next(iterator)
-            per_replica = self.strategy.run(self._replica_step_with_id, args=(real_a, real_b, seeds[i], global_batch))
+            # Every random draw of a step is a function of (seed, global step), so a resumed
+            # run draws exactly what an uninterrupted one would.
+            seed = tf.stack([tf.constant(self.config.seed, tf.int64), first_step + tf.cast(i, tf.int64)])
+            per_replica = self.strategy.run(self._replica_step_with_id, args=(real_a, real_b, seed, global_batch))
             values = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None) for name in LOSS_NAMES]
             history = history.write(i, tf.stack(values))
         stacked = history.stack()
@@ -154,21 +163,23 @@ class CycleGAN(tf.Module):
     def _replica_step_with_id(self, real_a, real_b, seed, global_batch):
         # Each replica's pool draws its own numbers.
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = tf.cast(seed, tf.int64) + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
+        seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
         return self.replica_step(real_a, real_b, seed, global_batch)
 
-    def train_steps(self, iterator, seeds: tf.Tensor, global_batch: int) -> dict[str, tf.Tensor]:
-        """Runs len(seeds) training steps in one compiled call.
+    def train_steps(self, iterator, *, first_step: int, steps: int, global_batch: int) -> dict[str, tf.Tensor]:
+        """Runs `steps` training steps in one compiled call.
 
         iterator: an iterator over a distributed dataset of (real_a, real_b);
-        seeds: int64 (n, 2), one per step (derive them from the global step for exact resume).
-        Returns {name: float32 (n,)} global-batch mean losses of each step.
+        first_step: the global step of the first of them (it seeds the step's random draws).
+        Returns {name: float32 (steps,)}: the global-batch mean losses of each step.
         """
         if self._distributed_step is None:
             # reduce_retracing: after a second stage size the trace generalizes H and W to
             # None, so the whole schedule costs at most two traces, never one per step.
             self._distributed_step = tf.function(self._steps, reduce_retracing=True)
-        return self._distributed_step(iterator, tf.convert_to_tensor(seeds, tf.int64), tf.constant(global_batch, tf.int32))
+        return self._distributed_step(
+            iterator, tf.constant(first_step, tf.int64), tf.constant(steps, tf.int32), tf.constant(global_batch, tf.int32)
+        )
 
     @property
     def tracing_count(self) -> int:

@@ -228,10 +228,12 @@ class Trainer:
             data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split="train", size=size,
                                       count=self.config.sample_count)
         )
-        return take("a"), take("b")
+        a, b = take("a"), take("b")
+        n = min(len(a), len(b))  # the two test splits need not be the same size
+        return a[:n], b[:n]
 
     def _write_samples(self, samples: tuple[np.ndarray, np.ndarray], global_epoch: int, size: int, step: int) -> str:
-        images = {k: v.numpy() for k, v in self.model.translate(*samples).items()}
+        images = {k: np.asarray(v) for k, v in self.model.translate(*samples).items()}
         grid = visualize.sample_grid(images)
         path = os.path.join(self.samples_dir, f"epoch_{global_epoch + 1:04d}_{size}px.png")
         visualize.save_png(grid, path)
@@ -277,9 +279,9 @@ class Trainer:
                     rows = []
                     while position.step < self.steps_per_epoch:
                         n = self._chunk(position, max_steps)
-                        seeds = np.array([[cfg.seed, position.global_step + i] for i in range(n)], np.int64)
                         start = time.perf_counter()
-                        out = self.model.train_steps(iterator, seeds, self.global_batch)
+                        out = self.model.train_steps(iterator, first_step=position.global_step, steps=n,
+                                                     global_batch=self.global_batch)
                         values = {k: v.numpy() for k, v in out.items()}
                         elapsed = time.perf_counter() - start
                         self._check_finite(values, position)

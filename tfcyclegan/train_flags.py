@@ -79,17 +79,16 @@ def define_flags() -> None:
 def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
     """Builds the TrainConfig of a command line. Raises ConfigError with the valid values."""
     config = config_lib.TrainConfig()
-    if values.preset:
-        config = config_lib.apply_preset(config, values.preset)
-    overrides = {field: values[name].value for name, field in FLAG_FIELDS.items() if values[name].value is not None}
+    if values.preset and values.preset not in config_lib.PRESETS:
+        raise config_lib.ConfigError(f"Unknown preset {values.preset!r}. Valid: {', '.join(config_lib.PRESETS)}")
+    # Preset and flags go in one replace: a preset may name a dataset whose data_dir only
+    # the command line gives.
+    overrides = dict(config_lib.PRESETS[values.preset]) if values.preset else {}
+    overrides.update({field: values[name].value for name, field in FLAG_FIELDS.items() if values[name].value is not None})
     if values.no_flip:
         overrides["data.flip"] = False
-    if values.dataset is None and values.data_dir and config.data.dataset == "synthetic":
+    if "data.dataset" not in overrides and values.data_dir:
         overrides["data.dataset"] = "utkface"
-    if overrides.get("data.dataset") in ("utkface", "folder") and not values.data_dir and not config.data.data_dir:
-        raise config_lib.ConfigError(
-            f"--dataset={overrides['data.dataset']} reads your own copy: pass --data_dir=<path>."
-        )
     return config_lib.replace(config, overrides)
 
 

@@ -1,0 +1,46 @@
+"""Shared test settings: tiny networks, quiet TensorFlow, the real UTKFace sample folder."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest
+
+from tfcyclegan import config as config_lib
+
+TINY_MODEL = config_lib.ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
+
+
+def utkface_sample_dir() -> Path:
+    """../shared/data/utkface_sample beside the repo, or $TFCYCLEGAN_UTKFACE_SAMPLE."""
+    env = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
+
+
+@pytest.fixture
+def utkface_sample() -> Path:
+    path = utkface_sample_dir()
+    if not (path / "MANIFEST.csv").exists():
+        pytest.skip(f"real UTKFace sample not found at {path} (set TFCYCLEGAN_UTKFACE_SAMPLE)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def synthetic_cache(tmp_path_factory) -> str:
+    """One cache folder for the generated synthetic faces, shared by the whole session."""
+    return str(tmp_path_factory.mktemp("synthetic_cache"))
+
+
+def tiny_config(**overrides) -> config_lib.TrainConfig:
+    """A TrainConfig small enough for CPU tests: filters 8, one residual block, 32 px."""
+    base = config_lib.TrainConfig(
+        model=TINY_MODEL,
+        data=config_lib.DataConfig(synthetic_count=120),
+        schedule=config_lib.Schedule.parse("32:1"),
+        batch_size=2,
+        pool_size=4,
+        log_every_steps=2,
+        sample_count=2,
+    )
+    return config_lib.replace(base, overrides)

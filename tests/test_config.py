@@ -1,0 +1,70 @@
+import json
+
+import pytest
+
+from tfcyclegan import config as C
+
+
+def test_named_and_literal_schedules():
+    assert [(s.size, s.epochs) for s in C.Schedule.parse("progressive").stages] == [
+        (48, 15), (64, 25), (96, 30), (128, 20), (256, 20)]
+    assert C.Schedule.parse("progressive").total_epochs == 110
+    assert [(s.size, s.epochs) for s in C.Schedule.parse("fixed").stages] == [(256, 200)]
+    assert [(s.size, s.epochs) for s in C.Schedule.parse("32:2,64:1").stages] == [(32, 2), (64, 1)]
+
+
+@pytest.mark.parametrize("text", ["bogus", "32", "32:x", "32:2,,"])
+def test_unknown_schedule_lists_valid_names(text):
+    with pytest.raises(C.ConfigError, match="progressive, fixed, demo"):
+        C.Schedule.parse(text)
+
+
+def test_size_not_divisible_by_4_is_refused():
+    with pytest.raises(C.ConfigError, match="divisible by 4.*size=50"):
+        C.Schedule.parse("50:1")
+
+
+@pytest.mark.parametrize("field,kwargs,match", [
+    ("model", dict(norm="layer"), "instance, batch, none"),
+    ("model", dict(gen_blocks=0), "gen_blocks"),
+    ("loss", dict(gan="wgan"), "lsgan, vanilla, hinge"),
+    ("data", dict(task="hair"), "age, ethnicity, gender"),
+    ("data", dict(domain_a="age:20-29"), "go together"),
+    ("data", dict(dataset="utkface"), "--data_dir"),
+    ("optim", dict(beta_1=1.5), r"\[0, 1\)"),
+])
+def test_invalid_values_name_the_field(field, kwargs, match):
+    cls = {"model": C.ModelConfig, "loss": C.LossConfig, "data": C.DataConfig, "optim": C.OptimConfig}[field]
+    with pytest.raises(C.ConfigError, match=match):
+        cls(**kwargs)
+
+
+def test_precision_and_strategy_choices():
+    with pytest.raises(C.ConfigError, match="auto, float32, mixed_float16, mixed_bfloat16"):
+        C.TrainConfig(precision="half")
+    with pytest.raises(C.ConfigError, match="mirrored"):
+        C.TrainConfig(strategy="tpu")
+
+
+def test_json_round_trip_and_diff():
+    cfg = C.replace(C.TrainConfig(), {"model.gen_blocks": 6, "schedule": "32:2,64:1", "seed": 3})
+    again = C.TrainConfig.from_dict(json.loads(cfg.to_json()))
+    assert again == cfg
+    other = C.replace(cfg, {"seed": 4, "loss.cycle": 5.0})
+    assert C.diff(cfg.to_dict(), other.to_dict()) == ["loss.cycle: 10.0 != 5.0", "seed: 3 != 4"]
+
+
+def test_presets_apply_and_unknown_preset_lists_names():
+    cfg = C.apply_preset(C.TrainConfig(data=C.DataConfig(dataset="folder", data_dir="/x")), "summer2winter")
+    assert cfg.model.gen_blocks == 6 and cfg.model.disc_type == "downsample8" and cfg.model.disc_norm == "batch"
+    cfg = C.apply_preset(C.TrainConfig(data=C.DataConfig(dataset="folder", data_dir="/x")), "selfie2anime")
+    assert (cfg.optim.learning_rate, cfg.optim.beta_1) == (1e-4, 0.55)
+    with pytest.raises(C.ConfigError, match="utkface_age"):
+        C.apply_preset(C.TrainConfig(), "nope")
+
+
+def test_decay_defaults_to_half_of_all_epochs():
+    cfg = C.TrainConfig(schedule=C.Schedule.parse("progressive"))
+    assert cfg.decay_epochs == 55
+    with pytest.raises(C.ConfigError, match="cannot exceed"):
+        C.TrainConfig(schedule=C.Schedule.parse("32:2"), optim=C.OptimConfig(decay_epochs=3))
