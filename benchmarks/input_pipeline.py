@@ -1,0 +1,150 @@
+"""Input pipeline throughput per stage size, against the train step's consumption. Prints JSON.
+
+    python benchmarks/input_pipeline.py                       # synthetic faces, full model, batch 1
+    python benchmarks/input_pipeline.py --source=utkface_sample --sizes=48,64,128 --model=tiny
+    python benchmarks/input_pipeline.py --no_train            # pipeline alone
+
+"pipeline": images/s the tf.data pipeline delivers on its own (A and B images both counted),
+with the in-memory cache (warm: a later epoch; the first epoch's decode is reported apart) and
+without it (every epoch decodes the files).
+
+"train": seconds per train step fed from the real pipeline and from a constant in-memory
+batch; data_wait_fraction = (pipeline - constant) / pipeline is the share of step time spent
+waiting for data (the goal: at most 0.05 at every stage). Both compete for the same CPU
+cores, so this is the honest measure on a CPU-only machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+from tfcyclegan import config as config_lib  # noqa: E402
+from tfcyclegan import data as data_lib  # noqa: E402
+
+
+def sample_dir() -> Path:
+    env = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
+
+
+def data_config(source: str) -> config_lib.DataConfig:
+    if source == "synthetic":
+        return config_lib.DataConfig()
+    if source == "utkface_sample":
+        return config_lib.DataConfig(dataset="utkface", data_dir=str(sample_dir()))
+    return config_lib.DataConfig(dataset="utkface", data_dir=source)
+
+
+def time_pipeline(domains, cfg, *, size: int, batch: int, max_pairs: int) -> dict:
+    """Images/s of a whole (or capped) epoch; epoch 0 fills the cache, epoch 1 is measured."""
+    steps = min(data_lib.steps_per_epoch(domains, batch), max(1, max_pairs // batch))
+    start = time.perf_counter()
+    for _ in data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=0).take(steps):
+        pass
+    first = time.perf_counter() - start
+    start = time.perf_counter()
+    for _ in data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=1).take(steps):
+        pass
+    warm = time.perf_counter() - start
+    images = 2 * steps * batch
+    return {
+        "size": size, "batch": batch, "cache": cfg.cache, "steps": steps,
+        "first_epoch_s": round(first, 3), "images_per_s": round(images / warm, 1),
+        "first_epoch_images_per_s": round(images / first, 1),
+    }
+
+
+def time_train(domains, cfg, *, sizes, batch: int, steps: int, model: str) -> list[dict]:
+    from tfcyclegan import distribute
+    from tfcyclegan.cyclegan import CycleGAN
+
+    model_cfg = config_lib.ModelConfig() if model == "full" else config_lib.ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
+    train_cfg = config_lib.TrainConfig(model=model_cfg, data=cfg, batch_size=batch)
+    strategy = distribute.make_strategy("auto")
+    global_batch = batch * strategy.num_replicas_in_sync
+    with strategy.scope():
+        gan = CycleGAN(train_cfg, strategy, precision="float32")
+    out = []
+    for size in sizes:
+        gan.reset_pools(size)
+        dataset = data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch, seed=0, epoch=0)
+        first = next(iter(dataset))
+        constant = tf.data.Dataset.from_tensors(first).repeat().with_options(dataset.options())
+
+        def run(ds, n):
+            iterator = iter(strategy.experimental_distribute_dataset(ds))
+            gan.train_steps(iterator, first_step=0, steps=1, global_batch=global_batch)  # warm up (and trace)
+            start = time.perf_counter()
+            losses = gan.train_steps(iterator, first_step=1, steps=n, global_batch=global_batch)
+            float(losses["gen_total"][-1])  # wait for the result
+            return (time.perf_counter() - start) / n
+
+        need = steps + 1
+        if data_lib.steps_per_epoch(domains, global_batch) < need:
+            raise SystemExit(f"An epoch has fewer than {need} steps at batch {global_batch}; use fewer --train_steps.")
+        t_const = run(constant, steps)
+        t_data = run(data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch, seed=0, epoch=1), steps)
+        wait = max(0.0, (t_data - t_const) / t_data)
+        out.append({
+            "size": size, "batch": global_batch, "model": model, "steps": steps,
+            "step_s_constant_input": round(t_const, 4), "step_s_pipeline": round(t_data, 4),
+            "train_images_per_s": round(2 * global_batch / t_data, 2),
+            "data_wait_fraction": round(wait, 4),
+        })
+        print(json.dumps(out[-1]), file=sys.stderr, flush=True)
+    return out
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--source", default="synthetic", help="synthetic, utkface_sample, or a UTKFace folder/tarball")
+    parser.add_argument("--sizes", default="48,64,96,128,256")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--pipeline_batch", type=int, default=8, help="batch for the pipeline-alone figures")
+    parser.add_argument("--max_pairs", type=int, default=1000, help="cap on the pairs timed per epoch")
+    parser.add_argument("--train_steps", type=int, default=3)
+    parser.add_argument("--model", choices=("full", "tiny"), default="full")
+    parser.add_argument("--no_train", action="store_true", help="pipeline throughput only")
+    parser.add_argument("--cache_dir", default=None, help="data cache (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+
+    cfg = data_config(args.source)
+    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="tfcyclegan_bench_")
+    start = time.perf_counter()
+    domains = data_lib.load_domains(cfg, cache_dir=cache_dir)
+    load_s = time.perf_counter() - start
+
+    pipeline = []
+    for size in sizes:
+        for cache in (True, False):
+            c = config_lib.replace(config_lib.TrainConfig(data=cfg), {"data.cache": cache}).data
+            pipeline.append(time_pipeline(domains, c, size=size, batch=args.pipeline_batch, max_pairs=args.max_pairs))
+            print(json.dumps(pipeline[-1]), file=sys.stderr, flush=True)
+
+    result = {
+        "machine": {"cpus": os.cpu_count(), "tensorflow": tf.__version__, "python": platform.python_version()},
+        "source": domains.stats["source"], "domains": domains.stats["domains"],
+        "load_domains_s": round(load_s, 2),
+        "pipeline": pipeline,
+    }
+    if not args.no_train:
+        result["train"] = time_train(domains, cfg, sizes=sizes, batch=args.batch, steps=args.train_steps, model=args.model)
+        result["max_data_wait_fraction"] = max(r["data_wait_fraction"] for r in result["train"])
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
