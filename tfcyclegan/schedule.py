@@ -152,6 +152,22 @@ class _StopFlag:
             signal.signal(sig, handler)
 
 
+def generic_image_shape(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Forgets the static H and W of (real_a, real_b) batches.
+
+    The compiled step is then traced once for every stage size. That saves a trace per stage
+    and, more important, makes a run resumed in the middle of a later stage execute the very
+    graph an uninterrupted run executes there: a trace specialised to a static size lets
+    grappler pick other fusions, and the weights would differ in the last bits.
+    """
+
+    def generic(image):
+        shape = [image.shape[0], None, None, image.shape[-1]]
+        return tf.compat.v1.placeholder_with_default(image, shape)
+
+    return dataset.map(lambda a, b: (generic(a), generic(b)))
+
+
 def _write_loss_rows(path: str, rows: list[dict]) -> None:
     if not rows:
         return
@@ -270,7 +286,7 @@ class Trainer:
                         self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
                         epoch=global_epoch, skip_batches=position.step,
                     )
-                    iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+                    iterator = iter(self.strategy.experimental_distribute_dataset(generic_image_shape(dataset)))
                     bar = tqdm(
                         total=self.steps_per_epoch, initial=position.step, unit="step", file=sys.stderr,
                         desc=f"stage {position.stage + 1}/{len(stages)} {stage.size}px epoch {position.epoch + 1}/{stage.epochs}",
