@@ -1,0 +1,48 @@
+"""It learns, not only runs: a small CycleGAN on the synthetic age task (20s -> 50s).
+
+The synthetic 50s have grey hair and the 20s dark hair, so translation A -> B must brighten
+the hair region. Measured on the held-out A images after 200 steps at 32 px, batch 4
+(filters 16, two residual blocks; about 2 CPU minutes): the hair brightness moved 0.77-0.87
+of the way from domain A's mean to domain B's, and cycle L1 fell from about 0.5 to 0.33-0.36.
+The thresholds below (half way; cycle L1 < 0.40) leave room for run-to-run noise.
+"""
+
+import numpy as np
+
+from tfcyclegan import config as C
+from tfcyclegan import data, schedule
+
+from conftest import tiny_config
+
+CYCLE_L1_THRESHOLD = 0.40
+
+
+def _hair_brightness(images, examples, masks):
+    return float(np.mean([img[masks[ex.name]].mean() for img, ex in zip(images, examples)]))
+
+
+def test_synthetic_age_translation_moves_hair_brightness_toward_the_50s(tmp_path, synthetic_cache):
+    cfg = tiny_config(
+        model=C.ModelConfig(gen_filters=16, gen_blocks=2, disc_filters=16),
+        data=C.DataConfig(synthetic_count=600, task="age"),
+        schedule="32:5", steps_per_epoch=40, batch_size=4, pool_size=50, steps_per_call=10, log_every_steps=40,
+    )
+    trainer = schedule.Trainer(cfg, str(tmp_path), data_cache_dir=synthetic_cache, quiet=True)
+    domains = trainer.domains
+    masks = data.hair_masks(domains.stats["source"]["path"], 32)
+    real_a = data.load_eval_images(domains, cfg.data, domain="a", split="test", size=32)
+    real_b = data.load_eval_images(domains, cfg.data, domain="b", split="test", size=32)
+    hair_a = _hair_brightness(real_a, domains.a.test, masks)
+    hair_b = _hair_brightness(real_b, domains.b.test, masks)
+    assert hair_b - hair_a > 0.5  # the attribute is there to be learned
+
+    initial_cycle = np.abs(trainer.model.gen_f(trainer.model.gen_g(real_a)).numpy() - real_a).mean()
+    assert trainer.run().finished
+
+    fake_b = trainer.model.gen_g(real_a, training=False).numpy()
+    cycled_a = trainer.model.gen_f(fake_b, training=False).numpy()
+    moved = (_hair_brightness(fake_b, domains.a.test, masks) - hair_a) / (hair_b - hair_a)
+    cycle_l1 = float(np.abs(cycled_a - real_a).mean())
+    assert moved >= 0.5, f"hair brightness moved only {moved:.2f} of the way from A to B"
+    assert cycle_l1 < CYCLE_L1_THRESHOLD, f"cycle L1 {cycle_l1:.3f} (initial {initial_cycle:.3f})"
+    assert cycle_l1 < initial_cycle
