@@ -48,25 +48,33 @@ def data_config(source: str) -> config_lib.DataConfig:
 
 
 def time_pipeline(domains, cfg, *, size: int, batch: int, max_pairs: int) -> dict:
-    """Images/s of a whole (or capped) epoch; epoch 0 fills the cache, epoch 1 is measured."""
-    steps = min(data_lib.steps_per_epoch(domains, batch), max(1, max_pairs // batch))
+    """Steady-state images/s (after each epoch's first batch), the per-epoch start-up (dataset
+    creation + first batch) and the first epoch's time (which fills the memory cache)."""
+    steps = data_lib.steps_per_epoch(domains, batch)
     start = time.perf_counter()
-    for _ in data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=0).take(steps):
+    for _ in data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=0):
         pass
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=1).take(steps):
-        pass
-    warm = time.perf_counter() - start
-    images = 2 * steps * batch
+    first_epoch = time.perf_counter() - start
+    startups, running, images, epoch = [], 0.0, 0, 1
+    while images < 2 * max_pairs or epoch < 3:
+        start = time.perf_counter()
+        iterator = iter(data_lib.make_train_dataset(domains, cfg, size=size, global_batch=batch, seed=0, epoch=epoch))
+        next(iterator)
+        mid = time.perf_counter()
+        n = sum(1 for _ in iterator)
+        running += time.perf_counter() - mid
+        startups.append(mid - start)
+        images += 2 * n * batch
+        epoch += 1
     return {
-        "size": size, "batch": batch, "cache": cfg.cache, "steps": steps,
-        "first_epoch_s": round(first, 3), "images_per_s": round(images / warm, 1),
-        "first_epoch_images_per_s": round(images / first, 1),
+        "size": size, "batch": batch, "cache": cfg.cache, "steps_per_epoch": steps,
+        "images_per_s": round(images / running, 1),
+        "epoch_startup_s": round(sorted(startups)[len(startups) // 2], 3),
+        "first_epoch_s": round(first_epoch, 3),
     }
 
 
-def time_train(domains, cfg, *, sizes, batch: int, steps: int, model: str) -> list[dict]:
+def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, model: str) -> list[dict]:
     from tfcyclegan import distribute
     from tfcyclegan.cyclegan import CycleGAN
 
@@ -94,11 +102,17 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, model: str) -> li
         need = steps + 1
         if data_lib.steps_per_epoch(domains, global_batch) < need:
             raise SystemExit(f"An epoch has fewer than {need} steps at batch {global_batch}; use fewer --train_steps.")
-        t_const = run(constant, steps)
-        t_data = run(data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch, seed=0, epoch=1), steps)
+        # Alternate the two inputs and keep the median of each: other load on the machine
+        # moves single measurements by more than the effect we look for.
+        t_const, t_data = [], []
+        for r in range(rounds):
+            t_const.append(run(constant, steps))
+            t_data.append(run(data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch,
+                                                          seed=0, epoch=1 + r), steps))
+        t_const, t_data = sorted(t_const)[rounds // 2], sorted(t_data)[rounds // 2]
         wait = max(0.0, (t_data - t_const) / t_data)
         out.append({
-            "size": size, "batch": global_batch, "model": model, "steps": steps,
+            "size": size, "batch": global_batch, "model": model, "steps": steps, "rounds": rounds,
             "step_s_constant_input": round(t_const, 4), "step_s_pipeline": round(t_data, 4),
             "train_images_per_s": round(2 * global_batch / t_data, 2),
             "data_wait_fraction": round(wait, 4),
@@ -113,8 +127,9 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="48,64,96,128,256")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--pipeline_batch", type=int, default=8, help="batch for the pipeline-alone figures")
-    parser.add_argument("--max_pairs", type=int, default=1000, help="cap on the pairs timed per epoch")
-    parser.add_argument("--train_steps", type=int, default=3)
+    parser.add_argument("--max_pairs", type=int, default=1000, help="pairs to time (over several epochs)")
+    parser.add_argument("--train_steps", type=int, default=2, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median kept)")
     parser.add_argument("--model", choices=("full", "tiny"), default="full")
     parser.add_argument("--no_train", action="store_true", help="pipeline throughput only")
     parser.add_argument("--cache_dir", default=None, help="data cache (default: a temporary folder)")
@@ -141,7 +156,8 @@ def main(argv=None) -> None:
         "pipeline": pipeline,
     }
     if not args.no_train:
-        result["train"] = time_train(domains, cfg, sizes=sizes, batch=args.batch, steps=args.train_steps, model=args.model)
+        result["train"] = time_train(domains, cfg, sizes=sizes, batch=args.batch, steps=args.train_steps,
+                                     rounds=args.rounds, model=args.model)
         result["max_data_wait_fraction"] = max(r["data_wait_fraction"] for r in result["train"])
     print(json.dumps(result, indent=2))
 

@@ -103,3 +103,12 @@ def test_command_line(tmp_path, capsys):
     synthetic.main([f"--out={tmp_path}", "--count=6", "--seed=0"])
     assert len(_images(tmp_path)) == 6 and (tmp_path / "masks.npz").exists()
     assert "Wrote 6 faces" in capsys.readouterr().out
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path):
+    from tfcyclegan.data import DataError
+
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the cache folder should be")
+    with pytest.raises(DataError, match="TFCYCLEGAN_CACHE"):
+        load_domains(DataConfig(dataset="synthetic", synthetic_count=10), cache_dir=str(blocker))

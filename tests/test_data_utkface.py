@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tfcyclegan.config import DataConfig
-from tfcyclegan.data import DataError, DomainFilter, load_domains, parse_name, task_filters, utkface
+from tfcyclegan.data import (
+    DataError,
+    DomainFilter,
+    load_domains,
+    make_train_dataset,
+    parse_name,
+    steps_per_epoch,
+    task_filters,
+    utkface,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -264,6 +273,8 @@ def test_injected_duplicates(small_folder, tmp_path):
         "conflicting_groups": 1, "conflicting_files_dropped": 2, "consistent_groups": 1, "copies_merged": 2,
     }
     assert len(examples) == 40 - 1
+    # No image leaves without a count.
+    assert stats["files"] == stats["images"] + sum(stats["skipped"].values()) + 2 + 2
     # The kept copy is the first name in sorted order, whatever the folder order.
     kept = [e for e in examples if e.key == second["md5"]][0]
     assert kept.name == min(second["filename"], f"{a2}_{g2}_{r2}_20170101000000002.jpg.chip.jpg")
@@ -283,6 +294,11 @@ def test_corrupt_and_non_image_files_skipped_and_counted(small_folder, tmp_path)
     assert len(examples) == 40
     assert stats["skipped"] == {"corrupt_image": 3, "not_an_image": 2}
     assert stats["files"] == 45
+    # Nothing undecodable reaches the pipeline: a whole epoch runs, uncached, without error.
+    cfg = DataConfig(dataset="utkface", data_dir=str(work), cache=False)
+    domains = load_domains(cfg, cache_dir=str(tmp_path / "cache"))
+    batches = list(make_train_dataset(domains, cfg, size=32, global_batch=4, seed=0, epoch=0))
+    assert len(batches) == steps_per_epoch(domains, 4)
 
 
 def test_index_cache_notices_changed_files(small_folder, tmp_path):

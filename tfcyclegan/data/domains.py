@@ -55,7 +55,13 @@ def load_domains(cfg: "DataConfig", *, cache_dir: str | None = None) -> Domains:
     """
     cache_root = Path(cache_dir) if cache_dir else utkface.default_cache_dir()
     if cfg.dataset == "synthetic":
-        folder = synthetic.ensure(cache_root, count=cfg.synthetic_count, seed=cfg.synthetic_seed)
+        try:
+            folder = synthetic.ensure(cache_root, count=cfg.synthetic_count, seed=cfg.synthetic_seed)
+        except OSError as err:
+            raise DataError(
+                f"Cannot write the synthetic faces to the cache folder {str(cache_root)!r} ({err}). "
+                "Set $TFCYCLEGAN_CACHE to a writable folder."
+            ) from err
         examples, stats = utkface.build_examples(folder, cache_dir=cache_root, ignore=synthetic.BOOKKEEPING)
         source = {"dataset": "synthetic", "path": str(folder), "seed": cfg.synthetic_seed,
                   "count": cfg.synthetic_count, "version": synthetic.VERSION}
