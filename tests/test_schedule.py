@@ -3,6 +3,7 @@ import os
 import signal
 
 import numpy as np
+import tensorflow as tf
 import pytest
 
 from tfcyclegan import config as C
@@ -113,3 +114,17 @@ def test_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, sy
     with pytest.raises(schedule.TrainingDiverged, match=r"cycle_b became nan at global step 4.*ckpt-2"):
         trainer.run()
     assert trainer.manager.latest_checkpoint.endswith("ckpt-2")
+
+
+def test_eval_every_epochs_writes_cheap_metrics_to_tensorboard(tmp_path, synthetic_cache):
+    from tensorboard.backend.event_processing import event_accumulator
+
+    cfg = tiny_config(steps_per_epoch=2, eval_every_epochs=1, eval_count=4)
+    trainer = schedule.Trainer(cfg, str(tmp_path), data_cache_dir=synthetic_cache, quiet=True)
+    assert trainer.run().finished
+    acc = event_accumulator.EventAccumulator(str(tmp_path / "logs"), size_guidance={"tensors": 0})
+    acc.Reload()
+    tags = set(acc.Tags()["tensors"])
+    assert {"eval/cycle_l1_a2b", "eval/cycle_l1_b2a", "eval/identity_l1_a2b", "loss/gen_total", "learning_rate"} <= tags
+    value = float(tf.make_ndarray(acc.Tensors("eval/cycle_l1_a2b")[0].tensor_proto))
+    assert 0.0 < value < 2.0

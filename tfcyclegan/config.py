@@ -231,6 +231,9 @@ class TrainConfig:
     batch_size: per replica; the global batch is batch_size x replicas.
     checkpoint_every_steps: also checkpoint inside an epoch every N steps (0: only per epoch).
     steps_per_epoch: cap on the steps of an epoch (None: max(|A|, |B|) // global batch).
+    eval_every_epochs: every K epochs, cycle/identity L1 (and flip rates with an oracle from
+      oracle_dir, see tfcyclegan.evaluate train_oracle) on up to eval_count held-out images
+      per domain, written to TensorBoard under eval/ (0: never).
     """
 
     model: ModelConfig = ModelConfig()
@@ -250,13 +253,16 @@ class TrainConfig:
     steps_per_call: int = 1
     log_every_steps: int = 10
     sample_count: int = 4
+    eval_every_epochs: int = 0
+    eval_count: int = 64
+    oracle_dir: str | None = None
 
     def __post_init__(self):
         for name in ("batch_size", "keep_checkpoints", "log_every_steps", "sample_count", "steps_per_call"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
-        for name in ("pool_size", "checkpoint_every_steps"):
+        for name in ("pool_size", "checkpoint_every_steps", "eval_every_epochs", "eval_count"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0. Received: {name}={value!r}")

@@ -38,7 +38,10 @@ from tfcyclegan.cyclegan import LOSS_NAMES, CycleGAN
 
 # Fields that may change between the start of a run and its resumption: they change what is
 # logged or how often a checkpoint is written, never what is trained.
-RESUMABLE_CHANGES = ("log_every_steps", "steps_per_call", "keep_checkpoints", "checkpoint_every_steps", "sample_count")
+RESUMABLE_CHANGES = (
+    "log_every_steps", "steps_per_call", "keep_checkpoints", "checkpoint_every_steps", "sample_count",
+    "eval_every_epochs", "eval_count", "oracle_dir",
+)
 
 
 class WorkdirError(RuntimeError):
@@ -210,6 +213,7 @@ class Trainer:
             directory = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}_checkpoints")
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
         self.restored_from = None
+        self._oracle = None
         if self.manager.latest_checkpoint:
             self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
             self.restored_from = self.manager.latest_checkpoint
@@ -236,15 +240,13 @@ class Trainer:
         if not self.quiet and self.chief:
             tqdm.write(message, file=sys.stderr)
 
+    def _held_out(self, domain: str, size: int, count: int | None) -> np.ndarray:
+        """Test-split images of a domain (train split when the test split is empty)."""
+        split = "test" if getattr(self.domains, domain).test else "train"
+        return data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split=split, size=size, count=count)
+
     def _sample_images(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        take = lambda domain: (
-            data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split="test", size=size,
-                                      count=self.config.sample_count)
-            if getattr(self.domains, domain).test else
-            data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split="train", size=size,
-                                      count=self.config.sample_count)
-        )
-        a, b = take("a"), take("b")
+        a, b = (self._held_out(domain, size, self.config.sample_count) for domain in ("a", "b"))
         n = min(len(a), len(b))  # the two test splits need not be the same size
         return a[:n], b[:n]
 
@@ -335,6 +337,8 @@ class Trainer:
                         _write_loss_rows(self.loss_csv, rows)
                         self._log(f"epoch {global_epoch + 1}/{cfg.schedule.total_epochs} done: lr {lr:.2e}, "
                                   f"cycle {last_losses['cycle_a']:.3f}/{last_losses['cycle_b']:.3f}, samples {path}")
+                    if self.chief and cfg.eval_every_epochs and (global_epoch + 1) % cfg.eval_every_epochs == 0:
+                        self._evaluate(stage.size, position.global_step)
                     position = dataclasses.replace(position, epoch=position.epoch + 1, step=0)
                     if position.epoch == stage.epochs:
                         position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
@@ -352,6 +356,20 @@ class Trainer:
             visualize.loss_curves(self.loss_csv, os.path.join(self.workdir, "loss_curves.png"))
             self._log(f"Training complete: {position.global_step} steps. Checkpoint {last_ckpt}")
         return RunResult(position, True, None, last_ckpt, last_losses)
+
+    def _evaluate(self, size: int, step: int) -> dict[str, float]:
+        """The cheap metrics on held-out images, to TensorBoard (eval/...) and the log."""
+        from tfcyclegan import evaluate, oracle  # only runs that ask for it pay the import
+
+        if self._oracle is None and self.config.oracle_dir:
+            self._oracle = oracle.load_oracle(self.config.oracle_dir)
+        images = [self._held_out(domain, size, self.config.eval_count) for domain in ("a", "b")]
+        metrics = evaluate.cheap_metrics(self.model.gen_g, self.model.gen_f, *images, oracle=self._oracle)
+        with self.writer.as_default():
+            for name, value in metrics.items():
+                tf.summary.scalar(f"eval/{name}", value, step=step)
+        self._log("eval: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
+        return metrics
 
     def _chunk(self, position: Position, max_steps: int | None) -> int:
         """Steps for the next compiled call: up to steps_per_call, never past an event."""

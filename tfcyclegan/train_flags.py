@@ -20,7 +20,8 @@ FLAG_FIELDS = {
     "deterministic": "deterministic", "precision": "precision", "strategy": "strategy",
     "checkpoint_every_steps": "checkpoint_every_steps", "keep_checkpoints": "keep_checkpoints",
     "steps_per_epoch": "steps_per_epoch", "steps_per_call": "steps_per_call", "log_every_steps": "log_every_steps",
-    "sample_count": "sample_count",
+    "sample_count": "sample_count", "eval_every_epochs": "eval_every_epochs", "eval_count": "eval_count",
+    "oracle": "oracle_dir",
     "learning_rate": "optim.learning_rate", "beta_1": "optim.beta_1", "beta_2": "optim.beta_2",
     "decay_epochs": "optim.decay_epochs",
     "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
@@ -57,6 +58,9 @@ def define_flags() -> None:
     d.DEFINE_integer("steps_per_call", None, "Train steps per compiled call (default 1).")
     d.DEFINE_integer("log_every_steps", None, "TensorBoard / losses.csv interval (default 10).")
     d.DEFINE_integer("sample_count", None, "Images per domain in the per-epoch sample grid (default 4).")
+    d.DEFINE_integer("eval_every_epochs", None, "Cycle/identity L1 (+ flip rate with --oracle) every K epochs.")
+    d.DEFINE_integer("eval_count", None, "Held-out images per domain for --eval_every_epochs (default 64).")
+    d.DEFINE_string("oracle", None, "Attribute oracle folder (python -m tfcyclegan.evaluate train_oracle) for flip rates.")
     d.DEFINE_float("learning_rate", None, "Adam learning rate (default 2e-4).")
     d.DEFINE_float("beta_1", None, "Adam beta_1 (default 0.5).")
     d.DEFINE_float("beta_2", None, "Adam beta_2 (default 0.999).")
