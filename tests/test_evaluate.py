@@ -15,7 +15,7 @@ from PIL import Image
 from tfcyclegan import evaluate, metrics, report
 from tfcyclegan import oracle as oracle_lib
 from tfcyclegan.checkpoint import CheckpointError
-from tfcyclegan.config import ModelConfig, TrainConfig
+from tfcyclegan.config import DataConfig, ModelConfig, Schedule, TrainConfig
 from tfcyclegan.models import build_generator
 
 TINY = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
@@ -83,7 +83,9 @@ def test_cheap_metrics_with_keras_generators():
 def _make_workdir(root: Path, *, step=7, scalars=True) -> Path:
     workdir = root / "run"
     workdir.mkdir()
-    (workdir / "config.json").write_text(TrainConfig(model=TINY).to_json())
+    # 120 synthetic faces (the size conftest's other tests generate too): 5 + 7 test images at 32 px.
+    config = TrainConfig(model=TINY, data=DataConfig(synthetic_count=120), schedule=Schedule.parse("32:1"))
+    (workdir / "config.json").write_text(config.to_json())
     gen_g, gen_f = build_generator(TINY, name="gen_g"), build_generator(TINY, name="gen_f")
     progress = tf.train.Checkpoint(global_step=tf.Variable(step, dtype=tf.int64))
     ckpt = tf.train.Checkpoint(gen_g=gen_g, gen_f=gen_f, progress=progress)
@@ -111,7 +113,7 @@ def oracle_dir(tmp_path_factory):
 
     keras.utils.set_random_seed(0)
     meta = {
-        "format": oracle_lib.FORMAT, "version": oracle_lib.VERSION, "size": 16, "threshold": 0.5,
+        "format": oracle_lib.FORMAT, "version": oracle_lib.VERSION, "size": 32, "threshold": 0.5,
         "data": {"dataset": "synthetic", "task": "gender"}, "test_accuracy": 0.6, "test_accuracy_a": 0.6,
         "test_accuracy_b": 0.6, "balanced_test_accuracy": 0.6, "counts": {},
     }
@@ -133,21 +135,35 @@ class _Links(html.parser.HTMLParser):
                 self.sources.append(attrs[key])
 
 
-@pytest.fixture(scope="module")
-def evaluated(workdir, oracle_dir, tmp_path_factory):
-    rng = np.random.default_rng(0)
-    images_a = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
-    images_b = rng.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
-    output = tmp_path_factory.mktemp("report")
-    result = evaluate.evaluate_workdir(
-        str(workdir), str(output), images=(images_a, images_b), inception_weights="random", oracle_dir=oracle_dir,
-        panel_count=3, batch_size=4, progress=False,
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "tfcyclegan.evaluate", *args], capture_output=True, text=True, cwd=REPO, timeout=600,
     )
-    return result, output
+
+
+@pytest.fixture(scope="module")
+def evaluated(workdir, oracle_dir, synthetic_cache, tmp_path_factory):
+    """The command line, end to end: workdir + synthetic test split (4 per domain) -> report."""
+    output = tmp_path_factory.mktemp("report")
+    run = _cli(
+        f"--workdir={workdir}", f"--output={output}", f"--cache_dir={synthetic_cache}", "--inception_weights=random",
+        f"--oracle={oracle_dir}", "--count=4", "--panel_count=3", "--batch_size=4",
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads((output / "report.json").read_text()), output, run.stdout
+
+
+def test_command_line_prints_a_summary(evaluated):
+    _, output, stdout = evaluated
+    assert f"Report: {output / 'index.html'} (step 7)" in stdout
+    assert "a2b: FID" in stdout and "flip" in stdout and "warning: Inception weights are RANDOM" in stdout
 
 
 def test_report_files_exist_and_html_references_resolve(evaluated):
-    _, output = evaluated
+    _, output, _ = evaluated
     for name in ("report.json", "index.html", "panel_a2b.png", "panel_b2a.png", "loss_curves.png"):
         assert (output / name).is_file(), name
     parser = _Links()
@@ -163,8 +179,7 @@ def test_report_files_exist_and_html_references_resolve(evaluated):
 
 
 def test_report_json_has_every_figure(evaluated):
-    result, output = evaluated
-    on_disk = json.loads((output / "report.json").read_text())
+    on_disk, output, _ = evaluated
     assert on_disk["checkpoint"]["global_step"] == 7
     assert on_disk["config"]["model"]["gen_filters"] == 8
     assert {"python", "tensorflow", "keras", "numpy", "scipy"} <= set(on_disk["software"])
@@ -173,8 +188,10 @@ def test_report_json_has_every_figure(evaluated):
     assert any("below the minimum of 2048" in w for w in on_disk["warnings"])
     assert any("test accuracy is 60.0 %" in w for w in on_disk["warnings"])  # untrustworthy oracle
     assert any("oracle was trained on other domains" in w for w in on_disk["warnings"])  # gender vs age
-    assert (on_disk["data"]["count_a"], on_disk["data"]["count_b"]) == (4, 3)
-    for name, source_count in (("a2b", 4), ("b2a", 3)):
+    assert on_disk["data"]["dataset"] == "synthetic" and on_disk["data"]["split"] == "test"
+    assert (on_disk["data"]["size"], on_disk["data"]["count_a"], on_disk["data"]["count_b"]) == (32, 4, 4)
+    assert on_disk["data"]["stats"]["domains"]["a"]["test"] == 5
+    for name, source_count in (("a2b", 4), ("b2a", 4)):
         d = on_disk["directions"][name]
         assert d["source_count"] == source_count
         for key in ("fid", "kid", "flip_rate"):
@@ -185,20 +202,19 @@ def test_report_json_has_every_figure(evaluated):
     # The untranslated baseline is the same real A vs real B comparison for both directions.
     assert on_disk["directions"]["a2b"]["fid"]["untranslated"] == on_disk["directions"]["b2a"]["fid"]["untranslated"]
     assert on_disk["directions"]["a2b"]["kid"]["translated"]["subsets"] == 1
-    assert result["files"]["index"] == "index.html"
+    assert on_disk["files"]["index"] == "index.html" and on_disk["panel"] == {"count": 3, "seed": 0}
     html_text = (output / "index.html").read_text(encoding="utf-8")
     assert "TESTING ONLY" in html_text
 
 
-def test_report_metrics_match_cheap_metrics(evaluated, workdir):
+def test_report_metrics_match_cheap_metrics(evaluated, workdir, synthetic_cache):
     # Same generators and images: the report's L1 figures are cheap_metrics' figures.
     from tfcyclegan.checkpoint import restore_generators
 
-    result, _ = evaluated
+    result, _, _ = evaluated
     restored = restore_generators(str(workdir))
-    rng = np.random.default_rng(0)
-    images_a = rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
-    images_b = rng.uniform(-1, 1, (3, 32, 32, 3)).astype(np.float32)
+    loaded, _ = evaluate.load_splits(restored.config.data, splits=("test",), size=32, count=4, cache_dir=synthetic_cache)
+    images_a, images_b = loaded["test"]
     cheap = evaluate.cheap_metrics(restored.gen_g, restored.gen_f, images_a, images_b, batch_size=4)
     for name in ("a2b", "b2a"):
         assert result["directions"][name]["cycle_l1"] == pytest.approx(cheap[f"cycle_l1_{name}"], rel=1e-6)
@@ -209,10 +225,13 @@ def test_panel_has_one_triplet_per_selected_image():
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (7, 16, 16, 3)).astype(np.float32)
     panel = report.triplet_panel(images, images, images, columns=3, gap=4)
-    # 3 triplets per row (3 tiles + 2 gaps of 2, then 8 between triplets), 3 rows under a 14 px header.
-    assert panel.shape == (14 + 3 * 16 + 2 * 4, 3 * (3 * 16 + 4) + 2 * 8, 3)
+    # 16 px images shown as 64 px tiles; 3 triplets per row (3 tiles + 2 gaps of 2, then 8 between
+    # triplets), 3 rows under a 14 px header.
+    assert panel.shape == (14 + 3 * 64 + 2 * 4, 3 * (3 * 64 + 4) + 2 * 8, 3)
     assert panel.dtype == np.uint8
-    np.testing.assert_array_equal(panel[14:30, :16], report.to_uint8(images[0]))
+    np.testing.assert_array_equal(panel[14:78:4, :64:4], report.to_uint8(images[0]))  # nearest: pixels kept
+    big = np.repeat(np.repeat(images[:2], 16, axis=1), 16, axis=2)  # 256 px -> 128 px tiles
+    assert report.triplet_panel(big, big, big).shape == (14 + 128, 2 * (3 * 128 + 4) + 8, 3)
     idx = evaluate.panel_indices(100, 60, seed=0)
     assert len(idx) == 60 and len(set(idx)) == 60 and np.all(np.diff(idx) > 0)
     np.testing.assert_array_equal(idx, evaluate.panel_indices(100, 60, seed=0))
@@ -271,10 +290,7 @@ def test_too_few_images_is_an_error(workdir, tmp_path):
 
 def test_command_line_errors_are_one_clear_line(tmp_path):
     missing = tmp_path / "nowhere"
-    run = subprocess.run(
-        [sys.executable, "-m", "tfcyclegan.evaluate", f"--workdir={missing}", f"--output={tmp_path / 'out'}", "--inception_weights=random"],
-        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1], timeout=300,
-    )
+    run = _cli(f"--workdir={missing}", f"--output={tmp_path / 'out'}", "--inception_weights=random")
     assert run.returncode == 1
     assert f"error: Workdir {str(missing)!r} does not exist." in run.stderr
     assert "Traceback" not in run.stderr

@@ -36,9 +36,9 @@ def test_accuracy_on_known_answers():
     assert scores == pytest.approx({"accuracy": 8 / 9, "accuracy_a": 0.75, "accuracy_b": 1.0, "balanced_accuracy": 0.875})
 
 
-@pytest.mark.parametrize("size", [16, 32, 64])
+@pytest.mark.parametrize("size", [32, 64, 96])
 def test_oracle_model_is_size_agnostic(size):
-    model = oracle_lib.build_oracle_model(filters=4)
+    model = oracle_lib.build_oracle_model(filters=4)  # 5 stages: H, W >= 32
     out = model(np.zeros((2, size, size, 3), np.float32), training=False)
     assert tuple(out.shape) == (2, 1)
 
@@ -59,7 +59,7 @@ def trained(tmp_path_factory):
     train_a, train_b = _easy_domains(0, 60)
     test_a, test_b = _easy_domains(1, 20)
     oracle = oracle_lib.train_oracle(
-        train_a, train_b, test_a, test_b, size=16, epochs=4, batch_size=16, filters=8, patience=2, verbose=0,
+        train_a, train_b, test_a, test_b, size=16, epochs=5, batch_size=16, learning_rate=1e-2, filters=8, stages=3, patience=2, verbose=0,
         data={"dataset": "synthetic", "task": "age"},
     )
     directory = str(tmp_path_factory.mktemp("oracle"))
@@ -73,7 +73,7 @@ def test_train_oracle_learns_and_records_its_accuracy(trained):
     assert meta["test_accuracy"] >= 0.9
     assert meta["test_accuracy"] == pytest.approx(oracle_lib.accuracy(oracle, test_a, test_b)["accuracy"])
     assert meta["counts"] == {"train_a": 51, "train_b": 51, "val_a": 9, "val_b": 9, "test_a": 20, "test_b": 20}
-    assert 1 <= meta["training"]["epochs_trained"] <= 4
+    assert 3 <= meta["training"]["epochs_trained"] <= 5
     assert meta["size"] == 16 and meta["data"]["task"] == "age"
     assert oracle_lib.flip_rate(oracle.predict_b(test_a), source="a") <= 0.1  # real A rarely called B
 
@@ -110,13 +110,16 @@ def test_load_oracle_errors_name_the_path(tmp_path, trained):
 def test_too_few_images_is_an_error():
     a, b = _easy_domains(2, 5)
     with pytest.raises(oracle_lib.OracleError, match="train_a has 5 images"):
-        oracle_lib.train_oracle(a, b, a, b, size=16, epochs=1, verbose=0)
+        oracle_lib.train_oracle(a, b, a, b, size=32, epochs=1, verbose=0)
 
 
 # -- the real thing ----------------------------------------------------------------------------------
 
-# Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, seed 0: see README "Evaluation".
-UTKFACE_AGE_ACCURACY_FLOOR = 0.80
+# Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, default training (12 epochs):
+# test accuracy 81.6 % at seed 0 (A 77.7 %, B 85.6 %; 103 + 104 test images, so +-2.7 % is one
+# standard error), 79.7 % and 83.1 % at seeds 2 and 1. Chance is 50 %. The floor leaves room for
+# thread-scheduling nondeterminism.
+UTKFACE_AGE_ACCURACY_FLOOR = 0.72
 
 
 def _utkface_sample() -> Path:

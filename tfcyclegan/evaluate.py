@@ -231,30 +231,35 @@ def evaluate_arrays(
         }
         if src.panel is not None:
             panels[name] = src.panel
-        smallest = min(src.count, tgt.count)
-        if smallest < metrics_lib.FID_MIN_IMAGES:
-            warnings.append(
-                f"{name}: FID from {src.count} translated vs {tgt.count} real images is below the minimum of "
-                f"{metrics_lib.FID_MIN_IMAGES} images per set (the feature dimension): it is biased upward and only "
-                "comparable with runs evaluated on the same number of images. KID is unbiased; prefer it here."
-            )
+    if min(len(images_a), len(images_b)) < metrics_lib.FID_MIN_IMAGES:
+        warnings.append(
+            f"FID from {len(images_a)} A and {len(images_b)} B images is below the minimum of "
+            f"{metrics_lib.FID_MIN_IMAGES} images per set (the feature dimension): it is biased upward and only "
+            "comparable with runs evaluated on the same number of images. KID is unbiased; prefer it here."
+        )
     return directions, panels, warnings
 
 
 # -- workdir evaluation -----------------------------------------------------------------------------
 
 
-def load_split_images(data_cfg, *, split: str, size: int, count: int | None, cache_dir: str | None):
-    """(images_a, images_b, stats) of one split through tfcyclegan.data; errors name the path."""
+def load_splits(data_cfg, *, splits: Sequence[str], size: int, count: int | None, cache_dir: str | None):
+    """{split: (images_a, images_b)} through tfcyclegan.data, and the data stats.
+
+    Images float32 (n, size, size, 3) in [-1, 1]; errors name the missing path.
+    """
     if data_cfg.data_dir and not os.path.exists(data_cfg.data_dir):
         raise EvaluationError(f"Data directory {data_cfg.data_dir!r} does not exist (pass --data_dir=<your copy>).")
     from tfcyclegan import data as data_lib
 
     domains = data_lib.load_domains(data_cfg, cache_dir=cache_dir)
-    images = {
-        d: data_lib.load_eval_images(domains, data_cfg, domain=d, split=split, size=size, count=count) for d in ("a", "b")
+    out = {
+        split: tuple(
+            data_lib.load_eval_images(domains, data_cfg, domain=d, split=split, size=size, count=count) for d in ("a", "b")
+        )
+        for split in splits
     }
-    return images["a"], images["b"], dict(getattr(domains, "stats", {}) or {})
+    return out, dict(getattr(domains, "stats", {}) or {})
 
 
 def _oracle_warnings(oracle_meta: Mapping[str, Any], data_cfg) -> list[str]:
@@ -316,7 +321,8 @@ def evaluate_workdir(
     data_cfg = config.data if data_dir is None else dataclasses.replace(config.data, data_dir=data_dir)
     stats: dict[str, Any] = {}
     if images is None:
-        images_a, images_b, stats = load_split_images(data_cfg, split=split, size=size, count=count, cache_dir=cache_dir)
+        loaded, stats = load_splits(data_cfg, splits=(split,), size=size, count=count, cache_dir=cache_dir)
+        images_a, images_b = loaded[split]
     else:
         images_a, images_b = images
         split = "given arrays"
@@ -379,16 +385,16 @@ def train_oracle_command(
     *,
     data_cfg,
     size: int = ORACLE_DEFAULT_SIZE,
-    epochs: int = 30,
+    epochs: int = 12,
     batch_size: int = 32,
-    patience: int = 4,
+    patience: int = 3,
     seed: int = 0,
     cache_dir: str | None = None,
     verbose: int = 1,
 ) -> oracle_lib.Oracle:
     """Loads the train and test splits of data_cfg's two domains, trains the oracle, saves it."""
-    train_a, train_b, stats = load_split_images(data_cfg, split="train", size=size, count=None, cache_dir=cache_dir)
-    test_a, test_b, _ = load_split_images(data_cfg, split="test", size=size, count=None, cache_dir=cache_dir)
+    loaded, _ = load_splits(data_cfg, splits=("train", "test"), size=size, count=None, cache_dir=cache_dir)
+    (train_a, train_b), (test_a, test_b) = loaded["train"], loaded["test"]
     oracle = oracle_lib.train_oracle(
         train_a, train_b, test_a, test_b, size=size, epochs=epochs, batch_size=batch_size, patience=patience,
         seed=seed, verbose=verbose,
@@ -428,8 +434,8 @@ def _define_flags():
     flags.DEFINE_string("dataset", None, "train_oracle: synthetic, utkface or folder (default: utkface with --data_dir, else synthetic).")
     flags.DEFINE_string("domain_a", None, "train_oracle: custom filter of domain A, e.g. age:20-29.")
     flags.DEFINE_string("domain_b", None, "train_oracle: custom filter of domain B.")
-    flags.DEFINE_integer("epochs", 30, "train_oracle: maximum epochs (early stopping on validation loss).")
-    flags.DEFINE_integer("patience", 4, "train_oracle: epochs without validation improvement before stopping.")
+    flags.DEFINE_integer("epochs", 12, "train_oracle: epochs of the cosine schedule (early stopping from half-way).")
+    flags.DEFINE_integer("patience", 3, "train_oracle: epochs without validation improvement before stopping.")
 
 
 def _oracle_data_config(FLAGS):
@@ -448,24 +454,22 @@ def _oracle_data_config(FLAGS):
 def main(argv: Sequence[str]) -> None:
     from absl import flags
 
-    from tfcyclegan.checkpoint import CheckpointError
-    from tfcyclegan.config import ConfigError
-
     FLAGS = flags.FLAGS
     command = argv[1] if len(argv) > 1 else "evaluate"
     if command not in ("evaluate", "train_oracle") or len(argv) > 2:
         sys.exit(f"Unknown command {' '.join(argv[1:])!r}: use no command (evaluate) or train_oracle.")
-    errors: tuple[type[BaseException], ...] = (
-        EvaluationError, CheckpointError, ConfigError, oracle_lib.OracleError, metrics_lib.MetricsError,
-    )
-    try:
-        from tfcyclegan.data import DataError
-
-        errors += (DataError,)
-    except ImportError:
-        pass
     if not FLAGS.output:
         sys.exit("--output is required (the report directory, or the oracle directory for train_oracle).")
+    if command == "evaluate":
+        if not FLAGS.workdir:
+            sys.exit("--workdir is required.")
+        if not os.path.isdir(FLAGS.workdir):  # before TensorFlow loads: a typo should fail in a second
+            sys.exit(f"error: Workdir {FLAGS.workdir!r} does not exist.")
+    from tfcyclegan.checkpoint import CheckpointError
+    from tfcyclegan.config import ConfigError
+    from tfcyclegan.data import DataError
+
+    errors = (EvaluationError, CheckpointError, ConfigError, DataError, oracle_lib.OracleError, metrics_lib.MetricsError)
     try:
         if command == "train_oracle":
             oracle = train_oracle_command(
@@ -480,8 +484,6 @@ def main(argv: Sequence[str]) -> None:
                 f"balanced {100 * m['balanced_test_accuracy']:.1f} %) on {m['counts']['test_a']} + {m['counts']['test_b']} test images."
             )
             return
-        if not FLAGS.workdir:
-            sys.exit("--workdir is required.")
         report = evaluate_workdir(
             FLAGS.workdir, FLAGS.output, data_dir=FLAGS.data_dir, split=FLAGS.split, size=FLAGS.size or None,
             count=FLAGS.count or None, panel_count=FLAGS.panel_count, seed=FLAGS.seed,
@@ -507,8 +509,13 @@ def _summary(report: Mapping[str, Any], output: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":
+def run() -> None:
+    """Console entry point (tfcyclegan-evaluate)."""
     from absl import app
 
     _define_flags()
     app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -44,9 +44,10 @@ class DomainClassifier(Protocol):
         """images float32 (n, H, W, 3) in [-1, 1] -> float (n,) probability of domain B."""
 
 
-def build_oracle_model(*, filters: int = 32, dropout: float = 0.3, name: str = "oracle"):
-    """Four conv -> batch norm -> ReLU -> max-pool stages (filters x 1, 2, 4, 8), global average
-    pooling, dropout, one logit. images: float32 (batch, H, W, 3) in [-1, 1], H, W >= 16.
+def build_oracle_model(*, filters: int = 16, stages: int = 5, dropout: float = 0.3, name: str = "oracle"):
+    """`stages` conv 3x3 -> batch norm -> ReLU -> max-pool stages (filters x 1, 2, 4, ...),
+    global average pooling, dropout, one logit. images: float32 (batch, H, W, 3) in [-1, 1],
+    H, W >= 2**stages.
 
     Random horizontal flips are part of the model (active in training only), so they travel
     with it and inference is unchanged.
@@ -55,9 +56,9 @@ def build_oracle_model(*, filters: int = 32, dropout: float = 0.3, name: str = "
 
     inputs = keras.Input((None, None, 3), name="images", dtype="float32")
     x = keras.layers.RandomFlip("horizontal", name="augment_flip")(inputs)
-    for i, mult in enumerate((1, 2, 4, 8), start=1):
+    for i, mult in enumerate((2**k for k in range(stages)), start=1):
         x = keras.layers.Conv2D(filters * mult, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
-        x = keras.layers.BatchNormalization(name=f"bn{i}")(x)
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)  # short runs: fast-moving statistics
         x = keras.layers.ReLU(name=f"relu{i}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"pool{i}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
@@ -191,18 +192,22 @@ def train_oracle(
     test_b: np.ndarray,
     *,
     size: int = 64,
-    epochs: int = 30,
+    epochs: int = 12,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     val_fraction: float = 0.15,
-    patience: int = 4,
-    filters: int = 32,
+    patience: int = 3,
+    filters: int = 16,
+    stages: int = 5,
     seed: int = 0,
     verbose: int = 1,
     data: Mapping[str, Any] | None = None,
 ) -> Oracle:
-    """Trains an A-vs-B classifier on train_* (a stratified `val_fraction` of it held out for
-    early stopping on the validation loss, best weights restored) and measures it on test_*.
+    """Trains an A-vs-B classifier on train_* and measures it on test_*.
+
+    Adam with a cosine decay to zero over `epochs`; a stratified `val_fraction` of train_* is
+    held out for early stopping on the validation loss, watched from epoch epochs // 2 (early
+    epochs swing too much to judge), and the best watched epoch's weights are kept.
 
     Images: float32 (n, H, W, 3) in [-1, 1], resized to `size`. Classes are weighted inversely
     to their counts, so an unbalanced pair does not teach "always B". Seeds Keras' global RNGs
@@ -229,9 +234,12 @@ def train_oracle(
     y_val = np.concatenate([np.zeros(len(val_a)), np.ones(len(val_b))]).astype(np.float32)
 
     keras.utils.set_random_seed(seed)
-    model = build_oracle_model(filters=filters)
+    model = build_oracle_model(filters=filters, stages=stages)
     model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate),
+        # Cosine decay to zero over `epochs`: the last epochs settle instead of swinging.
+        optimizer=keras.optimizers.Adam(
+            keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=epochs * -(-len(x_fit) // batch_size))
+        ),
         loss=keras.losses.BinaryCrossentropy(from_logits=True),
         metrics=[keras.metrics.BinaryAccuracy(name="accuracy", threshold=0.0)],
     )
@@ -242,14 +250,17 @@ def train_oracle(
         .prefetch(2)
     )
     val_ds = tf.data.Dataset.from_tensor_slices((x_val, y_val)).batch(128)
-    stop = keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience, restore_best_weights=True)
+    # Watched from half-way, when the cosine schedule has calmed down: early epochs swing.
+    stop = keras.callbacks.EarlyStopping(
+        monitor="val_loss", patience=patience, restore_best_weights=True, start_from_epoch=epochs // 2
+    )
     class_weight = {0: len(x_fit) / (2.0 * len(fit_a)), 1: len(x_fit) / (2.0 * len(fit_b))}
     history = model.fit(
         fit_ds, validation_data=val_ds, epochs=epochs, callbacks=[stop], class_weight=class_weight, shuffle=False,
         verbose=verbose,
     )
     epochs_trained = len(history.history["loss"])
-    best = int(np.argmin(history.history["val_loss"]))
+    best = int(stop.best_epoch)  # the weights restored at the end (watched from epochs // 2)
 
     from tfcyclegan import report  # software versions; report imports nothing from here
 
@@ -266,7 +277,7 @@ def train_oracle(
         },
         "training": {
             "epochs": epochs, "epochs_trained": epochs_trained, "best_epoch": best + 1, "batch_size": batch_size,
-            "learning_rate": learning_rate, "val_fraction": val_fraction, "patience": patience, "filters": filters,
+            "learning_rate": learning_rate, "val_fraction": val_fraction, "patience": patience, "filters": filters, "stages": stages,
             "seed": seed,
         },
         "val_accuracy": float(history.history["val_accuracy"][best]),

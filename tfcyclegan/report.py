@@ -3,7 +3,7 @@
     <output>/report.json       every figure, the config, the checkpoint step, software versions
     <output>/index.html        metrics table (translated beside the untranslated baseline),
                                warnings, the panels and the loss curves; opens from disk
-    <output>/panel_a2b.png     input | translated | reconstructed triplets, A -> B -> A
+    <output>/panel_a2b.png     input | translated | reconstructed ("cycled") triplets, A -> B -> A
     <output>/panel_b2a.png     the same for B -> A -> B
     <output>/loss_curves.png   every scalar in <workdir>/logs (TensorBoard), one plot per tag
 
@@ -25,7 +25,7 @@ import numpy as np
 REPORT_FILE = "report.json"
 INDEX_FILE = "index.html"
 LOSS_CURVES_FILE = "loss_curves.png"
-PANEL_TILE_MAX = 128  # panel tiles are shown at most this many pixels wide (keeps 60 triplets readable)
+PANEL_TILE_MIN, PANEL_TILE_MAX = 64, 128  # panel tile size range: small images are enlarged (nearest), big ones shrunk
 PANEL_COLUMNS = 4  # triplets per panel row
 DIRECTION_TITLES = {"a2b": "A \u2192 B", "b2a": "B \u2192 A"}
 
@@ -64,20 +64,21 @@ def to_uint8(images: np.ndarray) -> np.ndarray:
 
 def triplet_panel(
     inputs: np.ndarray, translated: np.ndarray, reconstructed: np.ndarray, *, columns: int = PANEL_COLUMNS,
-    tile: int | None = None, gap: int = 4, labels: Sequence[str] = ("input", "translated", "reconstructed"),
+    tile: int | None = None, gap: int = 4, labels: Sequence[str] = ("input", "translated", "cycled"),
 ) -> np.ndarray:
     """A uint8 image of triplets (input | translated | reconstructed), `columns` triplets per row,
     under a header row naming the three columns.
 
     inputs, translated, reconstructed: float32 (n, H, W, 3) in [-1, 1], n >= 1. Tiles are resized
-    to `tile` pixels (default min(H, PANEL_TILE_MAX)).
+    to `tile` pixels (default H clamped to [PANEL_TILE_MIN, PANEL_TILE_MAX]): enlarged with
+    nearest neighbour (pixels stay visible), shrunk with Lanczos.
     """
     from PIL import Image, ImageDraw
 
     n = len(inputs)
     if n == 0 or not len(inputs) == len(translated) == len(reconstructed):
         raise ValueError(f"triplet_panel needs n >= 1 images in each of the three sets. Received: {len(inputs)}, {len(translated)}, {len(reconstructed)}")
-    tile = tile or min(inputs.shape[1], PANEL_TILE_MAX)
+    tile = tile or int(np.clip(inputs.shape[1], PANEL_TILE_MIN, PANEL_TILE_MAX))
     columns = max(1, min(columns, n))
     rows = math.ceil(n / columns)
     header = 14
@@ -90,14 +91,17 @@ def triplet_panel(
     for c in range(columns):
         x0 = c * (triplet_w + gap * 2)
         for k, label in enumerate(labels):
-            draw.text((x0 + k * (tile + inner) + 2, 1), label, fill=(60, 60, 60))
+            while label and draw.textlength(label) > tile - 2:  # never spill into the next column
+                label = label[:-1]
+            draw.text((x0 + k * (tile + inner) + 1, 1), label, fill=(60, 60, 60))
     for i in range(n):
         r, c = divmod(i, columns)
         x0, y0 = c * (triplet_w + gap * 2), header + r * (tile + gap)
         for k, images in enumerate((inputs, translated, reconstructed)):
             cell = Image.fromarray(to_uint8(images[i]))
             if cell.size != (tile, tile):
-                cell = cell.resize((tile, tile), Image.Resampling.LANCZOS)
+                enlarge = cell.size[0] < tile
+                cell = cell.resize((tile, tile), Image.Resampling.NEAREST if enlarge else Image.Resampling.LANCZOS)
             canvas.paste(cell, (x0 + k * (tile + inner), y0))
     return np.asarray(canvas)
 
@@ -241,7 +245,9 @@ def _jsonable(value):
         return value if math.isfinite(value) else None
     if isinstance(value, np.integer):
         return int(value)
-    return value
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    return str(value)  # paths and other objects from data stats
 
 
 def _fmt(value, digits: int = 4) -> str:
