@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 
 flags.DEFINE_string("workdir", None, "The training workdir (config.json and checkpoints/).")
 flags.DEFINE_string("export_dir", "exports", "Where to write the exports and manifest.json.")
@@ -32,6 +32,7 @@ FLAGS = flags.FLAGS
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's SavedModel writer logs every step at INFO
     # Imported here so --help answers without loading TensorFlow.
     from tfcyclegan import export_lib
     from tfcyclegan.checkpoint import CheckpointError

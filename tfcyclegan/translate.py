@@ -383,9 +383,10 @@ def main(argv: Sequence[str], flag_values=None) -> int:
 
 def run() -> None:
     """Console entry point (tfcyclegan-translate and python -m tfcyclegan.translate)."""
-    from absl import app
+    from absl import app, logging
 
     define_flags()
+    logging.set_verbosity(logging.WARNING)
     app.run(main)
 
 
