@@ -294,3 +294,8 @@ def test_command_line_errors_are_one_clear_line(tmp_path):
     assert run.returncode == 1
     assert f"error: Workdir {str(missing)!r} does not exist." in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_size_not_divisible_by_4_is_refused(workdir, tmp_path):
+    with pytest.raises(evaluate.EvaluationError, match="multiple of 4"):
+        evaluate.evaluate_workdir(str(workdir), str(tmp_path / "out"), size=30, inception_weights="random")

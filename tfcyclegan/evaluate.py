@@ -305,6 +305,7 @@ def evaluate_workdir(
     size: evaluation size (default: the last stage of the run's schedule). count: at most this
     many images per domain (default all). images: (images_a, images_b) float32 in [-1, 1] to
     use instead of loading the split (then data_dir, split, count and cache_dir are unused).
+    oracle_dir: default the run's own config.oracle_dir, if it exists.
     Returns the report dict (also written as <output>/report.json).
     """
     from tfcyclegan import checkpoint as checkpoint_lib
@@ -315,9 +316,17 @@ def evaluate_workdir(
         raise EvaluationError(f"split must be 'train' or 'test'. Received: {split!r}")
     restored = checkpoint_lib.restore_generators(workdir)  # CheckpointError names the path
     config = restored.config
+    warnings = []
+    if oracle_dir is None and config.oracle_dir:  # the oracle the run used for its eval/ scalars
+        if os.path.isdir(config.oracle_dir):
+            oracle_dir = config.oracle_dir
+        else:
+            warnings.append(f"The run's oracle_dir {config.oracle_dir!r} does not exist: no flip rates (pass --oracle).")
     oracle = oracle_lib.load_oracle(oracle_dir) if oracle_dir else None
     metrics_lib.resolve_inception_weights(inception_weights)  # fail before the slow parts
     size = size or config.schedule.stages[-1].size
+    if size < 8 or size % 4:
+        raise EvaluationError(f"--size must be a multiple of 4 and >= 8 (the generator downsamples twice). Received: {size}")
     data_cfg = config.data if data_dir is None else dataclasses.replace(config.data, data_dir=data_dir)
     stats: dict[str, Any] = {}
     if images is None:
@@ -328,7 +337,6 @@ def evaluate_workdir(
         split = "given arrays"
     features = metrics_lib.InceptionFeatures(inception_weights, batch_size=2 * batch_size)
 
-    warnings = []
     if features.is_random:
         warnings.append("Inception weights are RANDOM (--inception_weights=random, for tests only): FID and KID are meaningless.")
     directions, panels, metric_warnings = evaluate_arrays(
