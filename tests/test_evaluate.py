@@ -2,7 +2,6 @@
 
 import html.parser
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path

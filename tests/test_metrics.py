@@ -1,6 +1,5 @@
 """FID, KID, L1 and the Inception feature extractor, checked against independent computations."""
 
-import itertools
 import os
 
 import numpy as np
