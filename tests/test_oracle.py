@@ -117,8 +117,8 @@ def test_too_few_images_is_an_error():
 
 # Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, default training (12 epochs):
 # test accuracy 81.6 % at seed 0 (A 77.7 %, B 85.6 %; 103 + 104 test images, so +-2.7 % is one
-# standard error), 79.7 % and 83.1 % at seeds 2 and 1. Chance is 50 %. The floor leaves room for
-# thread-scheduling nondeterminism.
+# standard error; the same figure in two runs), 79.7 % at seed 2. Chance is 50 %. The floor
+# leaves about three standard errors for seeds and thread-scheduling nondeterminism.
 UTKFACE_AGE_ACCURACY_FLOOR = 0.72
 
 
