@@ -11,7 +11,9 @@ without it (every epoch decodes the files).
 "train": seconds per train step fed from the real pipeline and from a constant in-memory
 batch; data_wait_fraction = (pipeline - constant) / pipeline is the share of step time spent
 waiting for data (the goal: at most 0.05 at every stage). Both compete for the same CPU
-cores, so this is the honest measure on a CPU-only machine.
+cores, so this is the honest measure on a CPU-only machine, but wall time moves with any
+other load on the machine; pipeline_cpu_fraction (the extra CPU seconds per step, from this
+process's CPU time) is the load-insensitive counterpart.
 """
 
 from __future__ import annotations
@@ -94,10 +96,10 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, mode
         def run(ds, n):
             iterator = iter(strategy.experimental_distribute_dataset(ds))
             gan.train_steps(iterator, first_step=0, steps=1, global_batch=global_batch)  # warm up (and trace)
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             losses = gan.train_steps(iterator, first_step=1, steps=n, global_batch=global_batch)
             float(losses["gen_total"][-1])  # wait for the result
-            return (time.perf_counter() - start) / n
+            return (time.perf_counter() - start) / n, (time.process_time() - cpu) / n
 
         need = steps + 1
         if data_lib.steps_per_epoch(domains, global_batch) < need:
@@ -109,13 +111,19 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, mode
             t_const.append(run(constant, steps))
             t_data.append(run(data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch,
                                                           seed=0, epoch=1 + r), steps))
-        t_const, t_data = sorted(t_const)[rounds // 2], sorted(t_data)[rounds // 2]
+        median = lambda pairs, k: sorted(p[k] for p in pairs)[rounds // 2]
+        cpu_const, cpu_data = median(t_const, 1), median(t_data, 1)
+        t_const, t_data = median(t_const, 0), median(t_data, 0)
         wait = max(0.0, (t_data - t_const) / t_data)
         out.append({
             "size": size, "batch": global_batch, "model": model, "steps": steps, "rounds": rounds,
             "step_s_constant_input": round(t_const, 4), "step_s_pipeline": round(t_data, 4),
             "train_images_per_s": round(2 * global_batch / t_data, 2),
             "data_wait_fraction": round(wait, 4),
+            # CPU seconds of this process per step (all threads): what the pipeline adds to the
+            # step's work, insensitive to other load on the machine.
+            "cpu_s_constant_input": round(cpu_const, 4), "cpu_s_pipeline": round(cpu_data, 4),
+            "pipeline_cpu_fraction": round(max(0.0, (cpu_data - cpu_const) / cpu_data), 4),
         })
         print(json.dumps(out[-1]), file=sys.stderr, flush=True)
     return out

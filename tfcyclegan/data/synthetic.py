@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-VERSION = 1
+VERSION = 1  # part of the cache key: bump it whenever the drawing or the label sampling changes
 NATIVE_SIZE = 128
 MASKS_FILE = "masks.npz"
 _DONE_FILE = "COMPLETE"
