@@ -72,14 +72,21 @@ def main() -> None:
     parser.add_argument("--sizes", default="128,256")
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                        help="wall: elapsed seconds; cpu: process CPU seconds with one thread everywhere, "
+                             "which other processes on the machine barely disturb")
     parser.add_argument("--no_baseline", action="store_true", help="skip the plain-conversion TFLite files")
     parser.add_argument("--no_full_int8", action="store_true", help="skip full-integer quantization")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.clock == "cpu":
+        args.threads = 1
+    clock = time.perf_counter if args.clock == "wall" else time.process_time
     try:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    except RuntimeError:  # the runtime is already initialized; it uses all cores
-        pass
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads if args.clock == "cpu" else 0)
+    except RuntimeError as e:
+        print(f"warning: TensorFlow threads not set ({e})", file=sys.stderr)
 
     if args.workdir:
         restored = export_lib.restore(args.workdir)
@@ -99,8 +106,9 @@ def main() -> None:
     out: dict = {
         "model": {"source": source, "parameters": module.parameter_count, "gen_blocks": model_config.gen_blocks,
                   "gen_filters": model_config.gen_filters, "norm": model_config.norm},
-        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "tensorflow": tf.__version__,
-                    "python": platform.python_version(), "repeats": args.repeats},
+        "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "clock": args.clock,
+                    "tensorflow": tf.__version__, "python": platform.python_version(), "repeats": args.repeats,
+                    "load_average_at_start": [round(v, 2) for v in os.getloadavg()]},
         "parity_inputs": "utkface_sample" if photos else "synthetic",
     }
     with tempfile.TemporaryDirectory() as tmp:
@@ -154,9 +162,9 @@ def main() -> None:
                 for name, fn in candidates.items():
                     if name.startswith("tflite_baseline_int8") and repeat >= 2:
                         continue  # seconds per run; two are enough to show it
-                    start = time.perf_counter()
+                    start = clock()
                     fn(x)
-                    best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+                    best[name] = min(best.get(name, float("inf")), clock() - start)
             latency[str(size)] = {k: round(v, 4) for k, v in best.items()}
             print(f"{size}px: " + ", ".join(f"{k}={v:.3f}s" for k, v in best.items()), file=sys.stderr)
         out["latency_s"] = latency
