@@ -81,6 +81,6 @@ def restore_generators(workdir: str, *, checkpoint_path: str | None = None) -> R
         status = ckpt.restore(path)
         status.expect_partial()
         status.assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:  # IndexError: a truncated data file
         raise CheckpointError(f"Checkpoint {path!r} cannot be read (corrupt or from another model): {e}") from e
     return RestoredGenerators(config, gen_g, gen_f, int(global_step.numpy()), path)
