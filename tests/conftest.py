@@ -18,11 +18,12 @@ def utkface_sample_dir() -> Path:
     return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def utkface_sample() -> Path:
+    """The real UTKFace sample folder; skips the test with the reason when it is absent."""
     path = utkface_sample_dir()
     if not (path / "MANIFEST.csv").exists():
-        pytest.skip(f"real UTKFace sample not found at {path} (set TFCYCLEGAN_UTKFACE_SAMPLE)")
+        pytest.skip(f"needs the real UTKFace sample at {path} (or set TFCYCLEGAN_UTKFACE_SAMPLE); it is absent")
     return path
 
 

@@ -1,7 +1,5 @@
 """The TFDS `utk_face` builder (manual dir) gives the same examples as the folder reader."""
 
-import os
-from pathlib import Path
 
 import pytest
 
@@ -9,17 +7,9 @@ from tfcyclegan.config import DataConfig
 from tfcyclegan.data import DataError, load_domains, utkface
 
 
-def sample_dir() -> Path:
-    env = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
-
-
 @pytest.fixture(scope="module")
-def sample():
-    path = sample_dir()
-    if not (path / "MANIFEST.csv").exists():
-        pytest.skip(f"needs the real UTKFace sample at {path} (or set TFCYCLEGAN_UTKFACE_SAMPLE); it is absent")
-    return path
+def sample(utkface_sample):  # the shared folder, see conftest.py
+    return utkface_sample
 
 
 @pytest.fixture(scope="module")

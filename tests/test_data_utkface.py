@@ -39,17 +39,9 @@ MALFORMED = {
 }
 
 
-def sample_dir() -> Path:
-    env = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
-
-
 @pytest.fixture(scope="module")
-def sample():
-    path = sample_dir()
-    if not (path / "MANIFEST.csv").exists():
-        pytest.skip(f"needs the real UTKFace sample at {path} (or set TFCYCLEGAN_UTKFACE_SAMPLE); it is absent")
-    return path
+def sample(utkface_sample):  # the shared folder, see conftest.py
+    return utkface_sample
 
 
 @pytest.fixture(scope="module")

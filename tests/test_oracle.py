@@ -122,26 +122,16 @@ def test_too_few_images_is_an_error():
 UTKFACE_AGE_ACCURACY_FLOOR = 0.72
 
 
-def _utkface_sample() -> Path:
-    override = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "shared" / "data" / "utkface_sample"
-
-
 @pytest.mark.slow
-def test_age_oracle_on_utkface_sample(tmp_path):
-    sample = _utkface_sample()
-    if not sample.is_dir():
-        pytest.skip(f"UTKFace sample not found at {sample} (set TFCYCLEGAN_UTKFACE_SAMPLE to its folder)")
-    data = pytest.importorskip("tfcyclegan.data", reason="tfcyclegan.data is not available")
-    if not hasattr(data, "load_domains"):
-        pytest.skip("tfcyclegan.data has no load_domains yet")
+def test_age_oracle_on_utkface_sample(tmp_path, utkface_sample):
+    sample = utkface_sample
     from tfcyclegan import evaluate
     from tfcyclegan.config import DataConfig
 
     start = time.monotonic()
     data_cfg = DataConfig(dataset="utkface", data_dir=str(sample), task="age")
     output = str(tmp_path / "oracle_age")
-    oracle = evaluate.train_oracle_command(output, data_cfg=data_cfg, size=64, cache_dir=str(tmp_path / "cache"), verbose=2)
+    evaluate.train_oracle_command(output, data_cfg=data_cfg, size=64, cache_dir=str(tmp_path / "cache"), verbose=2)
     meta = oracle_lib.load_oracle(output).meta
     print(f"age oracle: {json.dumps({k: meta[k] for k in ('test_accuracy', 'test_accuracy_a', 'test_accuracy_b', 'counts')})}"
           f" in {time.monotonic() - start:.0f} s")
