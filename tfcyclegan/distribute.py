@@ -1,4 +1,4 @@
-"""Choosing the tf.distribute strategy and the precision policy.
+"""Choosing the tf.distribute strategy and the precision policy, and keeping workers in step.
 
 strategy:
     auto          MultiWorkerMirroredStrategy when TF_CONFIG is set, else MirroredStrategy
@@ -8,16 +8,49 @@ strategy:
 precision:
     auto            mixed_float16 (with loss scaling) on a GPU, float32 on a CPU
     float32, mixed_float16, mixed_bfloat16
+
+Multi-worker runs (TF_CONFIG) follow TensorFlow's multi-worker guide: every worker runs the
+same command; the chief (task "chief", or "worker" 0 when there is no chief) writes the
+checkpoints, summaries and samples; the others save into a scratch folder they delete, and
+every worker resumes from the chief's `<workdir>/checkpoints`, so the workdir must be on
+storage all machines share (NFS, GCS, ...) for a resume.
+
+Failure handling:
+- A malformed TF_CONFIG, or one that names this process wrongly (task not in the cluster,
+  its port taken on this machine, its IP not an address of this machine): ConfigError
+  before any work.
+- A worker that dies: TensorFlow's coordination service misses its heartbeats (about 10 s)
+  and aborts the collectives of the others; `explain_cluster_errors` turns that into a
+  ClusterError that says how to resume.
+- A worker that hangs, or never starts: every collective (all-reduce, broadcast) waits at
+  most the worker timeout, $TFCYCLEGAN_WORKER_TIMEOUT seconds (default 600, 0 = wait
+  forever), and the start-up (all workers connecting) is given the same time. It must exceed
+  the longest time one worker can run ahead of another: a checkpoint write, the first
+  epoch's decode, the trace of the step.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import ipaddress
 import json
 import os
+import socket
 
 import tensorflow as tf
 
 from tfcyclegan.config import ConfigError
+
+WORKER_TIMEOUT_ENV = "TFCYCLEGAN_WORKER_TIMEOUT"
+DEFAULT_WORKER_TIMEOUT = 600.0
+_JOBS = ("chief", "worker")  # the task types MultiWorkerMirroredStrategy trains with
+_SIGNALS = (None, "SIGINT", "SIGTERM")  # ordered: a SIGTERM anywhere wins
+_CLUSTER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError)
+
+
+class ClusterError(RuntimeError):
+    """A multi-worker run lost a worker, timed out waiting for one, or its workers disagree."""
 
 
 def has_gpu() -> bool:
@@ -30,46 +63,300 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def worker_timeout(value: float | None = None) -> float | None:
+    """Seconds a collective (or the start-up) may wait for other workers; None: forever.
+
+    value: explicit seconds; None reads $TFCYCLEGAN_WORKER_TIMEOUT, else DEFAULT_WORKER_TIMEOUT.
+    """
+    if value is None:
+        raw = os.environ.get(WORKER_TIMEOUT_ENV, "").strip()
+        try:
+            value = float(raw) if raw else DEFAULT_WORKER_TIMEOUT
+        except ValueError:
+            raise ConfigError(f"${WORKER_TIMEOUT_ENV} must be a number of seconds (0 = no timeout). Received: {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"The worker timeout must be >= 0 seconds (0 = no timeout). Received: {value!r}")
+    return float(value) or None
+
+
+# -- TF_CONFIG ------------------------------------------------------------------------------------
+
+_EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
+
+
+def _split_address(address) -> tuple[str, int] | None:
+    if not isinstance(address, str):
+        return None
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        return None
+    return host.strip("[]"), int(port)
+
+
 def _validated_tf_config(raw: str) -> dict:
-    """Parses TF_CONFIG and checks that it names this worker within its cluster."""
+    """Parses TF_CONFIG and checks that it describes a chief/worker cluster naming this task."""
     try:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}). Received: {raw[:200]!r}") from e
-    if not isinstance(tf_config, dict) or not isinstance(tf_config.get("cluster"), dict):
-        raise ConfigError(f'TF_CONFIG needs a "cluster" object, e.g. {{"cluster": {{"worker": ["host1:port", "host2:port"]}}, '
-                          f'"task": {{"type": "worker", "index": 0}}}}. Received: {raw[:200]!r}')
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({e}). Example: {_EXAMPLE}. Received: {raw[:200]!r}") from e
+    if not isinstance(tf_config, dict) or not isinstance(tf_config.get("cluster"), dict) or not tf_config["cluster"]:
+        raise ConfigError(f'TF_CONFIG needs a "cluster" object, e.g. {_EXAMPLE}. Received: {raw[:200]!r}')
+    cluster = tf_config["cluster"]
+    unsupported = sorted(set(cluster) - set(_JOBS))
+    if unsupported:
+        raise ConfigError(
+            f"TF_CONFIG cluster jobs must be {' and '.join(_JOBS)} (MultiWorkerMirroredStrategy; no parameter "
+            f"servers or evaluators). Received: {unsupported}"
+        )
+    seen = {}
+    for job, addresses in cluster.items():
+        if not isinstance(addresses, list) or not addresses:
+            raise ConfigError(f'TF_CONFIG cluster["{job}"] must be a non-empty list of "host:port". Received: {addresses!r}')
+        for address in addresses:
+            if _split_address(address) is None:
+                raise ConfigError(f'TF_CONFIG cluster["{job}"] has an address that is not "host:port". Received: {address!r}')
+            if address in seen:
+                raise ConfigError(f"TF_CONFIG lists {address} twice ({seen[address]} and {job}): every task needs its own port.")
+            seen[address] = job
+    if len(cluster.get("chief", [])) > 1:
+        raise ConfigError(f'TF_CONFIG may have one "chief". Received: {cluster["chief"]}')
     task = tf_config.get("task")
     if not isinstance(task, dict) or "type" not in task or "index" not in task:
         raise ConfigError(f'TF_CONFIG needs "task": {{"type": ..., "index": ...}} naming this worker. Received: {raw[:200]!r}')
-    jobs = tf_config["cluster"].get(task["type"])
-    if not isinstance(jobs, list) or not isinstance(task["index"], int) or not 0 <= task["index"] < len(jobs):
+    index = task["index"]
+    if task["type"] not in cluster or not isinstance(index, int) or isinstance(index, bool) or not 0 <= index < len(cluster[task["type"]]):
         raise ConfigError(
-            f"TF_CONFIG task {task} does not name a member of cluster {tf_config['cluster']}: "
-            f"task.type must be a key of cluster and task.index within its list."
+            f"TF_CONFIG task {task} does not name a member of cluster {cluster}: task.type must be a key of "
+            "cluster and task.index an integer within its list."
         )
+    _check_own_address(task["type"], index, cluster[task["type"]][index])
     return tf_config
 
 
-def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
-    raw_tf_config = os.environ.get("TF_CONFIG")
+def _check_own_address(job: str, index: int, address: str) -> None:
+    """The address TF_CONFIG gives this task must be usable here: its port free, its IP ours."""
+    host, port = _split_address(address)
+    who = f"TF_CONFIG names this process {job} {index} at {address}"
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None  # a host name: it may resolve to a service address, not ours, so trust it
+    if literal is not None and not literal.is_loopback and not literal.is_unspecified:
+        family = socket.AF_INET6 if literal.version == 6 else socket.AF_INET
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, 0))
+            except OSError as e:
+                if e.errno == errno.EADDRNOTAVAIL:
+                    raise ConfigError(
+                        f"{who}, but {host} is not an address of this machine: each machine needs its own "
+                        "task.index (the position of its own address in the cluster list)."
+                    ) from None
+    # TensorFlow's server listens on all interfaces at that port.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("", port))
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"{who}, but port {port} is already in use on this machine: another process was given the "
+                    "same task, or an earlier run is still alive."
+                ) from None
+            raise
+
+
+def _describe(tf_config: dict) -> str:
+    task = tf_config["task"]
+    return f"{task['type']} {task['index']} of cluster {json.dumps(tf_config['cluster'])}"
+
+
+# -- strategies -----------------------------------------------------------------------------------
+
+def make_strategy(name: str = "auto", *, timeout: float | None = None) -> tf.distribute.Strategy:
+    """The strategy `name` (see the module docstring); validates TF_CONFIG first.
+
+    timeout: the worker timeout in seconds (None: $TFCYCLEGAN_WORKER_TIMEOUT or 600; 0: none).
+    Create it before any other TensorFlow work: multi-worker collectives are configured at
+    program start-up.
+    """
+    raw_tf_config = os.environ.get("TF_CONFIG", "").strip()
     if name == "auto":
         name = "multi_worker" if raw_tf_config else "mirrored"
-    if name == "multi_worker":
-        if raw_tf_config:
-            _validated_tf_config(raw_tf_config)
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if name == "one_device":
-        return tf.distribute.OneDeviceStrategy("/gpu:0" if has_gpu() else "/cpu:0")
-    if name == "mirrored":
+    if name not in ("multi_worker", "one_device", "mirrored"):
+        raise ConfigError(f"Unknown strategy {name!r}: use auto, mirrored, multi_worker or one_device.")
+    tf_config = _validated_tf_config(raw_tf_config) if raw_tf_config else None
+    if name != "multi_worker":
+        if tf_config is not None and sum(len(v) for v in tf_config["cluster"].values()) > 1:
+            raise ConfigError(
+                f"TF_CONFIG describes a cluster (this process: {_describe(tf_config)}), but --strategy={name} trains "
+                "alone and every process would write the same checkpoints. Use --strategy=multi_worker (or auto), "
+                "or unset TF_CONFIG."
+            )
+        if name == "one_device":
+            return tf.distribute.OneDeviceStrategy("/gpu:0" if has_gpu() else "/cpu:0")
         return tf.distribute.MirroredStrategy()
-    raise ConfigError(f"Unknown strategy {name!r}: use auto, mirrored, multi_worker or one_device.")
+
+    seconds = worker_timeout(timeout)
+    options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=seconds)
+    if tf_config is None or sum(len(v) for v in tf_config["cluster"].values()) == 1:
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    if seconds:
+        _bound_start_up(tf_config["cluster"], seconds)
+    try:
+        # Blocks until every worker of TF_CONFIG has connected.
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    except tf.errors.DeadlineExceededError as e:
+        if not seconds:
+            raise
+        raise ClusterError(
+            f"Gave up after {seconds:.0f} s waiting for the other workers to start (this process is "
+            f"{_describe(tf_config)}). Start every worker of TF_CONFIG within ${WORKER_TIMEOUT_ENV} "
+            f"seconds of each other, or raise it. ({str(e).splitlines()[0][:200]})"
+        ) from e
+
+
+def _bound_start_up(cluster: dict, seconds: float) -> None:
+    """Makes the start-up fail after `seconds` if a worker never connects.
+
+    MultiWorkerMirroredStrategy starts TensorFlow's coordination service with a registration
+    wait of hours; we configure the same service first (the strategy then keeps it) with a
+    registration barrier bounded by `seconds`. This reaches into TensorFlow internals; where
+    they differ (another TensorFlow version) the start-up keeps TensorFlow's own wait.
+    """
+    try:
+        from tensorflow.compiler.xla.tsl.protobuf import coordination_config_pb2
+        from tensorflow.python.eager import context
+
+        ctx = context.context()
+        if ctx.coordination_service is not None:
+            return
+        ctx.configure_coordination_service(
+            service_type="standalone",
+            service_leader="/job:chief/replica:0/task:0" if "chief" in cluster else "/job:worker/replica:0/task:0",
+            coordinated_jobs=[coordination_config_pb2.CoordinatedJob(name=job, num_tasks=len(cluster[job]))
+                              for job in _JOBS if job in cluster],
+            cluster_register_timeout_in_ms=int(seconds * 1000),
+        )
+        ctx.coordination_service.cluster_register_with_barrier = True
+    except (ImportError, AttributeError, TypeError, ValueError):
+        pass
+
+
+def _cluster(strategy: tf.distribute.Strategy) -> dict:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "cluster_spec", None):
+        return {}
+    return resolver.cluster_spec().as_dict()
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """True on the worker that writes checkpoints, summaries and samples."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not getattr(resolver, "cluster_spec", None) or not resolver.cluster_spec().as_dict():
+    cluster = _cluster(strategy)
+    if not cluster:
         return True
+    resolver = strategy.cluster_resolver
     task_type, task_id = resolver.task_type, resolver.task_id
-    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in resolver.cluster_spec().as_dict())
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and "chief" not in cluster)
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes taking part in the training (1 without TF_CONFIG)."""
+    cluster = _cluster(strategy)
+    return max(1, sum(len(cluster.get(job, ())) for job in _JOBS))
+
+
+def task_name(strategy: tf.distribute.Strategy) -> str:
+    """"worker 1", "chief 0", or "this process" when training alone."""
+    if num_workers(strategy) == 1:
+        return "this process"
+    return f"{strategy.cluster_resolver.task_type} {strategy.cluster_resolver.task_id}"
+
+
+# -- keeping the workers in step ------------------------------------------------------------------
+
+def _gather_ints(strategy: tf.distribute.Strategy, value: int) -> list[int]:
+    """`value` of every replica of every worker (a collective: all workers must call it)."""
+    local = strategy.experimental_distribute_values_from_function(lambda _: tf.constant([value], tf.int64))
+    return [int(v) for v in strategy.gather(local, axis=0).numpy()]
+
+
+def agreed_stop(strategy: tf.distribute.Strategy, local_signal: str | None) -> str | None:
+    """The stop signal any worker received ("SIGTERM" over "SIGINT"), or None.
+
+    A preempted machine's worker gets SIGTERM alone; all must checkpoint at the same step and
+    stop together, or the others would wait for it in the next all-reduce. Every worker calls
+    this at the same points of the loop (once per compiled call: one tiny all-gather).
+    """
+    if num_workers(strategy) == 1:
+        return local_signal
+    code = _SIGNALS.index(local_signal) if local_signal in _SIGNALS else len(_SIGNALS) - 1
+    return _SIGNALS[max(_gather_ints(strategy, code))]
+
+
+def check_workers_agree(strategy: tf.distribute.Strategy, global_step: int, checkpoint_dir: str) -> None:
+    """Raises ClusterError unless every worker restored the same global step."""
+    if num_workers(strategy) == 1:
+        return
+    steps = _gather_ints(strategy, global_step)
+    if len(set(steps)) > 1:
+        raise ClusterError(
+            f"The workers restored different checkpoints (global step per replica: {steps}); {task_name(strategy)} "
+            f"sees step {global_step} in {checkpoint_dir}. Every worker resumes from the chief's checkpoints: put "
+            "--workdir on storage all machines share (NFS, GCS, ...), or copy the chief's checkpoints there."
+        )
+
+
+def agree_on_overflow(optimizer, grads: list) -> list:
+    """Makes every replica see non-finite gradients when any replica has them.
+
+    Call in the replica context, on a LossScaleOptimizer's (scaled, not yet all-reduced)
+    gradients, before `optimizer.apply`. Keras decides to skip a step from the local
+    gradients; replicas that decide differently would either apply an all-reduced inf
+    (MirroredStrategy: NaN weights) or leave the others waiting in an all-reduce they skip
+    (MultiWorkerMirroredStrategy: a hang). One scalar all-reduce per optimizer and step.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return grads
+    nonfinite_here = 1.0 - tf.cast(optimizer.check_finite(grads), tf.float32)
+    nonfinite_anywhere = context.all_reduce(tf.distribute.ReduceOp.SUM, nonfinite_here)
+    poison = tf.where(nonfinite_anywhere > 0, tf.constant(float("nan")), tf.constant(0.0))
+    return [g if g is None else g + tf.cast(poison, g.dtype) for g in grads]
+
+
+def _tf_config_task() -> str | None:
+    """"worker 1" when TF_CONFIG describes a cluster of several tasks, else None."""
+    try:
+        tf_config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
+        if sum(len(v) for v in tf_config["cluster"].values()) < 2:
+            return None
+        return f"{tf_config['task']['type']} {tf_config['task']['index']}"
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def explain_cluster_errors(checkpoint_dir: str):
+    """Turns a collective aborted by a lost or stuck worker into a ClusterError saying how to resume.
+
+    Wrap the whole run, strategy creation included (the first collectives broadcast the
+    initial weights). Outside a multi-worker cluster (TF_CONFIG) errors pass unchanged.
+    """
+    try:
+        yield
+    except _CLUSTER_ERRORS as e:
+        task = _tf_config_task()
+        if task is None:
+            raise
+        lines = [line.strip() for line in (e.message or "").splitlines() if line.strip()]
+        keys = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "/job:")
+        cause = " ".join(line for line in lines if any(k in line.lower() for k in keys))[:400] or lines[0][:400]
+        seconds = worker_timeout()
+        latest = tf.train.latest_checkpoint(checkpoint_dir)
+        raise ClusterError(
+            f"{task} lost the other workers ({type(e).__name__}: {cause}). A worker died, hung, or lost its "
+            "network; this one stops rather than wait forever (a collective waits at most "
+            f"{'forever' if seconds is None else f'{seconds:.0f} s'}: ${WORKER_TIMEOUT_ENV}). Restart every worker "
+            f"with the same command and TF_CONFIG to resume from {latest or 'the start (no checkpoint yet)'}."
+        ) from e
