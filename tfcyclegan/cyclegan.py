@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfcyclegan import losses
+from tfcyclegan import distribute, losses
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.image_pool import ImagePool
 from tfcyclegan.models import build_discriminator, build_generator
@@ -92,8 +92,11 @@ class CycleGAN(tf.Module):
     @staticmethod
     def _apply(optimizer, tape: tf.GradientTape, scaled_loss: tf.Tensor, variables: list[tf.Variable]) -> None:
         # LossScaleOptimizer.apply unscales, and skips the update (lowering the scale) when
-        # a gradient is not finite.
-        optimizer.apply(tape.gradient(scaled_loss, variables), variables)
+        # a gradient is not finite; all replicas must take that decision together.
+        grads = tape.gradient(scaled_loss, variables)
+        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+            grads = distribute.agree_on_overflow(optimizer, grads)
+        optimizer.apply(grads, variables)
 
     def replica_step(self, real_a: tf.Tensor, real_b: tf.Tensor, seed: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
         """One training step on this replica's part of the global batch.
@@ -155,8 +158,7 @@ class CycleGAN(tf.Module):
             # run draws exactly what an uninterrupted one would.
             seed = tf.stack([tf.constant(self.config.seed, tf.int64), first_step + tf.cast(i, tf.int64)])
             per_replica = self.strategy.run(self._replica_step_with_id, args=(real_a, real_b, seed, global_batch))
-            values = [self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica[name], axis=None) for name in LOSS_NAMES]
-            history = history.write(i, tf.stack(values))
+            history = history.write(i, self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
         stacked = history.stack()
         return {name: stacked[:, k] for k, name in enumerate(LOSS_NAMES)}
 
@@ -164,7 +166,10 @@ class CycleGAN(tf.Module):
         # Each replica's pool draws its own numbers.
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
-        return self.replica_step(real_a, real_b, seed, global_batch)
+        out = self.replica_step(real_a, real_b, seed, global_batch)
+        # Stacked, the losses take one all-reduce instead of one each: on a multi-worker
+        # cluster every collective is a network round trip.
+        return tf.stack([out[name] for name in LOSS_NAMES])
 
     def train_steps(self, iterator, *, first_step: int, steps: int, global_batch: int) -> dict[str, tf.Tensor]:
         """Runs `steps` training steps in one compiled call.

@@ -214,9 +214,12 @@ class Trainer:
         self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
         self.restored_from = None
         self._oracle = None
-        if self.manager.latest_checkpoint:
-            self.checkpoint.restore(self.manager.latest_checkpoint).assert_existing_objects_matched()
-            self.restored_from = self.manager.latest_checkpoint
+        # Every worker resumes from the chief's checkpoints (a workdir on shared storage).
+        latest = tf.train.latest_checkpoint(ckpt_layout.checkpoint_dir(workdir))
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            self.restored_from = latest
+        distribute.check_workers_agree(self.strategy, self.progress.get().global_step, ckpt_layout.checkpoint_dir(workdir))
         self.logdir = os.path.join(workdir, "logs")
         self.writer = tf.summary.create_file_writer(self.logdir) if self.chief else tf.summary.create_noop_writer()
         self.samples_dir = os.path.join(workdir, "samples")
@@ -316,7 +319,7 @@ class Trainer:
                                          "images_per_sec": round(images_per_sec, 3), **{k: round(v, 6) for k, v in means.items()}})
                         if self.on_step is not None:
                             self.on_step(position, last_losses)
-                        stop_reason = stop.signal_name or (
+                        stop_reason = distribute.agreed_stop(self.strategy, stop.signal_name) or (
                             "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
                         periodic = cfg.checkpoint_every_steps and position.global_step % cfg.checkpoint_every_steps == 0
                         if (stop_reason or periodic) and position.step < self.steps_per_epoch:
@@ -344,7 +347,7 @@ class Trainer:
                         position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
                     last_ckpt = self.save(position)
                     self.writer.flush()
-                    stop_reason = stop.signal_name or (
+                    stop_reason = distribute.agreed_stop(self.strategy, stop.signal_name) or (
                         "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
                     if stop_reason:
                         self._log(f"Stopped by {stop_reason} at global step {position.global_step}; checkpoint "
@@ -406,5 +409,6 @@ class Trainer:
 def run(config: config_lib.TrainConfig, workdir: str, *, max_steps: int | None = None, data_cache_dir: str | None = None,
         on_step: Callable[[Position, dict[str, float]], None] | None = None, quiet: bool = False) -> RunResult:
     """Trains (or resumes) `config` in `workdir`. See the module docstring."""
-    trainer = Trainer(config, workdir, data_cache_dir=data_cache_dir, on_step=on_step, quiet=quiet)
-    return trainer.run(max_steps=max_steps)
+    with distribute.explain_cluster_errors(ckpt_layout.checkpoint_dir(workdir)):
+        trainer = Trainer(config, workdir, data_cache_dir=data_cache_dir, on_step=on_step, quiet=quiet)
+        return trainer.run(max_steps=max_steps)

@@ -51,7 +51,8 @@ def define_flags() -> None:
     d.DEFINE_integer("seed", None, "Seed for weights, data order and augmentation (default 0).")
     d.DEFINE_boolean("deterministic", None, "Op determinism: a resumed run equals an uninterrupted one bit for bit.")
     d.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "auto: mixed_float16 on GPU, float32 on CPU.")
-    d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored.")
+    d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored. "
+                  "Multi-worker: a worker waits at most $TFCYCLEGAN_WORKER_TIMEOUT s (default 600) for the others.")
     d.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every N steps (default: once per epoch).")
     d.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept (default 3).")
     d.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (default max(|A|,|B|) / global batch).")
