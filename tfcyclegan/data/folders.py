@@ -29,6 +29,16 @@ if TYPE_CHECKING:  # pragma: no cover
 LAYOUT = ("trainA", "trainB", "testA", "testB")
 
 
+def _train_test(train, test, cfg, dup) -> DomainSplit:
+    """testX/ as the test split when there is one (train images also in it are removed and
+    counted in dup), else the content-hash split of trainX/."""
+    if test is None:
+        return split(train, cfg.test_fraction)
+    test_keys = {e.key for e in test}
+    dup["train_test_overlap_removed_from_train"] += sum(e.key in test_keys for e in train)
+    return DomainSplit(tuple(sorted(e for e in train if e.key not in test_keys)), tuple(sorted(test)))
+
+
 def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None) -> Domains:
     root = Path(cfg.data_dir)
     if not root.is_dir():
@@ -62,16 +72,8 @@ def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None) -> D
             )
     splits = {}
     for side in ("A", "B"):
-        train = parts[f"train{side}"]
-        if present[f"test{side}"]:
-            test = parts[f"test{side}"]
-            test_keys = {e.key for e in test}
-            overlap = [e for e in train if e.key in test_keys]
-            dup["train_test_overlap_removed_from_train"] += len(overlap)
-            train = [e for e in train if e.key not in test_keys]
-            splits[side] = DomainSplit(train=tuple(sorted(train)), test=tuple(sorted(test)))
-        else:
-            splits[side] = split(train, cfg.test_fraction)
+        test = parts[f"test{side}"] if present[f"test{side}"] else None
+        splits[side] = _train_test(parts[f"train{side}"], test, cfg, dup)
         if not splits[side].train:
             raise DataError(f"train{side}/ in {str(root)!r} has no training image left after the test split and overlap removal.")
     a, b = splits["A"], splits["B"]
@@ -185,14 +187,7 @@ def load_tfds_domains(cfg: "DataConfig") -> Domains:
         parts[split_name] = kept
     result = {}
     for side in ("A", "B"):
-        train = parts[f"train{side}"]
-        if f"test{side}" in parts:
-            test_keys = {e.key for e in parts[f"test{side}"]}
-            dup["train_test_overlap_removed_from_train"] += sum(e.key in test_keys for e in train)
-            train = [e for e in train if e.key not in test_keys]
-            result[side] = DomainSplit(tuple(sorted(train)), tuple(sorted(parts[f"test{side}"])))
-        else:
-            result[side] = split(train, cfg.test_fraction)
+        result[side] = _train_test(parts[f"train{side}"], parts.get(f"test{side}"), cfg, dup)
         if not result[side].train:
             raise DataError(f"TFDS dataset {name!r}: split train{side} has no usable image.")
     a, b = result["A"], result["B"]
