@@ -146,10 +146,16 @@ def test_two_workers_hold_identical_weights_equal_to_one_process_with_the_same_g
              for i in range(2)]
     procs.append(_worker(one, tmp_path / "single", warm_cache, f"--out={tmp_path}/one.npz", env=_env()))
     results = []
-    for proc in procs:
-        code, out, err = _finish(proc, timeout=600)
-        assert code == 0, err[-3000:]
-        results.append(json.loads(out.strip().splitlines()[-1]))
+    try:
+        for proc in procs:
+            code, out, err = _finish(proc, timeout=600)
+            assert code == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
     assert [(r["chief"], r["replicas"], r["global_step"]) for r in results] == [(True, 2, 3), (False, 2, 3), (True, 1, 3)]
 
     w0, w1, single = (dict(np.load(tmp_path / f"{name}.npz")) for name in ("w0", "w1", "one"))

@@ -52,26 +52,36 @@ def _checkpoint_values(workdir: Path) -> dict[str, np.ndarray]:
 @pytest.mark.slow
 def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(tmp_path, synthetic_cache):
     data_lib.load_domains(tiny_config().data, cache_dir=synthetic_cache)  # generated once, read by both runs
-    straight = _train(tmp_path / "straight", synthetic_cache)
-    interrupted_dir = tmp_path / "interrupted"
-    interrupted = _train(interrupted_dir, synthetic_cache)
-    # The first periodic checkpoint (step 2) proves training is under way: preempt it then.
-    deadline = time.monotonic() + 480
-    while not (interrupted_dir / "checkpoints" / "checkpoint").exists():
-        assert interrupted.poll() is None, interrupted.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint after 480 s"
-        time.sleep(0.05)
-    interrupted.send_signal(signal.SIGTERM)
-    stopped, err = _result(interrupted)
-    assert stopped["stopped_by"] == "SIGTERM" and not stopped["finished"]
-    assert 3 <= stopped["global_step"] < STEPS_PER_EPOCH, stopped  # in the middle of the first epoch
-    assert stopped["checkpoint"].endswith(f"ckpt-{stopped['global_step']}")
-    assert "Stopped by SIGTERM" in err
+    procs = []
+    try:
+        straight = _train(tmp_path / "straight", synthetic_cache)
+        interrupted_dir = tmp_path / "interrupted"
+        interrupted = _train(interrupted_dir, synthetic_cache)
+        procs += [straight, interrupted]
+        # The first periodic checkpoint (step 2) proves training is under way: preempt it then.
+        deadline = time.monotonic() + 480
+        while not (interrupted_dir / "checkpoints" / "checkpoint").exists():
+            assert interrupted.poll() is None, interrupted.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 480 s"
+            time.sleep(0.05)
+        interrupted.send_signal(signal.SIGTERM)
+        stopped, err = _result(interrupted)
+        assert stopped["stopped_by"] == "SIGTERM" and not stopped["finished"]
+        assert 3 <= stopped["global_step"] < STEPS_PER_EPOCH, stopped  # in the middle of the first epoch
+        assert stopped["checkpoint"].endswith(f"ckpt-{stopped['global_step']}")
+        assert "Stopped by SIGTERM" in err
 
-    resumed, err = _result(_train(interrupted_dir, synthetic_cache))
-    assert f"Resuming from {stopped['checkpoint']}" in err
-    expected, _ = _result(straight)
-    assert resumed["finished"] and expected["finished"] and resumed["global_step"] == expected["global_step"] == 16
+        resumed_proc = _train(interrupted_dir, synthetic_cache)
+        procs.append(resumed_proc)
+        resumed, err = _result(resumed_proc)
+        assert f"Resuming from {stopped['checkpoint']}" in err
+        expected, _ = _result(straight)
+        assert resumed["finished"] and expected["finished"] and resumed["global_step"] == expected["global_step"] == 16
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
 
     want, got = _checkpoint_values(tmp_path / "straight"), _checkpoint_values(interrupted_dir)
     assert want.keys() == got.keys()
