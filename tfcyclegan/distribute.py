@@ -360,7 +360,7 @@ def explain_cluster_errors(checkpoint_dir: str):
         if task is None:
             raise
         lines = [line.strip() for line in (e.message or "").splitlines() if line.strip()]
-        keys = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "/job:")
+        keys = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "/job:", "socket", "connect")
         cause = " ".join(line for line in lines if any(k in line.lower() for k in keys))[:400] or lines[0][:400]
         seconds = worker_timeout()
         latest = tf.train.latest_checkpoint(checkpoint_dir)
