@@ -27,6 +27,7 @@ def main(argv):
     # Imported here so --help answers without loading TensorFlow.
     from tfcyclegan import config as config_lib
     from tfcyclegan import data as data_lib
+    from tfcyclegan import distribute
     from tfcyclegan import schedule
 
     try:
@@ -41,7 +42,8 @@ def main(argv):
             print(json.dumps({"workdir": workdir, "config": config.to_dict(), **domains.stats}, indent=2))
             return 0
         result = schedule.run(config, workdir, max_steps=FLAGS.max_steps, data_cache_dir=FLAGS.cache_dir)
-    except (config_lib.ConfigError, data_lib.DataError, schedule.WorkdirError, schedule.TrainingDiverged) as e:
+    except (config_lib.ConfigError, data_lib.DataError, schedule.WorkdirError, schedule.TrainingDiverged,
+            distribute.ClusterError) as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 1
     print(json.dumps({"workdir": workdir, "finished": result.finished, "stopped_by": result.stopped_by,
