@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
-import math
 import os
 import shutil
 import signal
@@ -319,8 +318,7 @@ class Trainer:
                                          "images_per_sec": round(images_per_sec, 3), **{k: round(v, 6) for k, v in means.items()}})
                         if self.on_step is not None:
                             self.on_step(position, last_losses)
-                        stop_reason = distribute.agreed_stop(self.strategy, stop.signal_name) or (
-                            "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
+                        stop_reason = self._stop_reason(stop, position, max_steps)
                         periodic = cfg.checkpoint_every_steps and position.global_step % cfg.checkpoint_every_steps == 0
                         if (stop_reason or periodic) and position.step < self.steps_per_epoch:
                             last_ckpt = self.save(position)
@@ -329,8 +327,7 @@ class Trainer:
                             rows = []
                         if stop_reason and position.step < self.steps_per_epoch:
                             bar.close()
-                            self._log(f"Stopped by {stop_reason} at global step {position.global_step}; checkpoint "
-                                      f"{last_ckpt} written. Run the same command again to resume.")
+                            self._log_stop(stop_reason, position, last_ckpt)
                             self.writer.flush()
                             return RunResult(position, False, stop_reason, last_ckpt, last_losses)
                     bar.close()
@@ -347,11 +344,9 @@ class Trainer:
                         position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
                     last_ckpt = self.save(position)
                     self.writer.flush()
-                    stop_reason = distribute.agreed_stop(self.strategy, stop.signal_name) or (
-                        "max_steps" if max_steps is not None and position.global_step >= max_steps else None)
+                    stop_reason = self._stop_reason(stop, position, max_steps)
                     if stop_reason:
-                        self._log(f"Stopped by {stop_reason} at global step {position.global_step}; checkpoint "
-                                  f"{last_ckpt} written. Run the same command again to resume.")
+                        self._log_stop(stop_reason, position, last_ckpt)
                         return RunResult(position, position.stage >= len(stages), stop_reason, last_ckpt, last_losses)
                     if position.epoch == 0:
                         break  # that was the stage's last epoch
@@ -373,6 +368,17 @@ class Trainer:
                 tf.summary.scalar(f"eval/{name}", value, step=step)
         self._log("eval: " + ", ".join(f"{k} {v:.3f}" for k, v in metrics.items()))
         return metrics
+
+    def _stop_reason(self, stop: _StopFlag, position: Position, max_steps: int | None) -> str | None:
+        """A signal on any worker (agreed across the cluster), else max_steps reached, else None."""
+        reason = distribute.agreed_stop(self.strategy, stop.signal_name)
+        if reason is None and max_steps is not None and position.global_step >= max_steps:
+            reason = "max_steps"
+        return reason
+
+    def _log_stop(self, reason: str, position: Position, checkpoint: str | None) -> None:
+        self._log(f"Stopped by {reason} at global step {position.global_step}; checkpoint "
+                  f"{checkpoint} written. Run the same command again to resume.")
 
     def _chunk(self, position: Position, max_steps: int | None) -> int:
         """Steps for the next compiled call: up to steps_per_call, never past an event."""
