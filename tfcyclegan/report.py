@@ -22,6 +22,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from tfcyclegan.visualize import to_uint8
+
 REPORT_FILE = "report.json"
 INDEX_FILE = "index.html"
 LOSS_CURVES_FILE = "loss_curves.png"
@@ -55,11 +57,6 @@ def software_versions() -> dict[str, str]:
 
 
 # -- images -------------------------------------------------------------------------------------
-
-
-def to_uint8(images: np.ndarray) -> np.ndarray:
-    """float (..., 3) in [-1, 1] -> uint8 in [0, 255]."""
-    return np.clip(np.round((np.asarray(images, np.float32) + 1.0) * 127.5), 0, 255).astype(np.uint8)
 
 
 def triplet_panel(

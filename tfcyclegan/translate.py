@@ -27,6 +27,8 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from tfcyclegan.visualize import to_uint8
+
 MAX_SIDE = 1024
 PANEL_HEIGHT = 256
 PANEL_MAX_ROWS = 16
@@ -209,7 +211,7 @@ def translate_image(image: np.ndarray, translators: Sequence[Translator]) -> lis
     steps = []
     for translator in translators:
         x = np.clip(translator(x), -1.0, 1.0)
-        steps.append(np.round((x[0] + 1.0) * 127.5).astype(np.uint8))
+        steps.append(to_uint8(x[0]))
     return steps
 
 
