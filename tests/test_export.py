@@ -48,7 +48,7 @@ def exported(workdir, tmp_path_factory):
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"dir": export_dir, "stdout": json.loads(result.stdout), "stderr": result.stderr}
+    return {"dir": export_dir, "stdout": json.loads(result.stdout), "stderr": result.stderr, "workdir": workdir}
 
 
 @pytest.fixture(scope="module")
@@ -234,6 +234,12 @@ def test_tflite_files_use_builtin_ops_only_and_one_xnnpack_partition(exported):
         assert not [op for op in ops if op.startswith("CUSTOM")], ops
         # The mobile graph: no TRANSPOSE_CONV (dynamic output shape), MIRROR_PAD only on the input.
         assert "TRANSPOSE_CONV" not in ops and {"CONV_2D", "MEAN", "RSQRT", "DEPTH_TO_SPACE"} <= set(ops)
+        # The last convolution computes 2x2 blocks: 8x8 stride 2, 4 x 3 outputs (OHWI), its kernel
+        # and tiled bias folded into constants at conversion.
+        from ai_edge_litert.tools import flatbuffer_utils
+
+        last = export_lib._conv_weight_tensors(flatbuffer_utils.read_model_from_bytearray(bytearray(content)))[-1]
+        assert list(last.shape) == [12, 8, 8, TINY.gen_filters] and "TILE" not in ops, (last.shape, ops)
         interpreter = Interpreter(model_path=path, num_threads=1)
         interpreter.resize_tensor_input(0, [1, 64, 64, 3])
         interpreter.allocate_tensors()
@@ -243,6 +249,36 @@ def test_tflite_files_use_builtin_ops_only_and_one_xnnpack_partition(exported):
         activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
         delegated = [op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}]
         assert len(delegated) == 1, f"{q}: the graph is split into {len(delegated)} XNNPACK partitions"
+
+
+def test_int8_keeps_the_first_convolution_float(exported):
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    def read(direction, q):
+        with open(os.path.join(exported["dir"], f"age_{direction}.{q}.tflite"), "rb") as f:
+            return f.read()
+
+    def first_weights(model):
+        tensor = export_lib._conv_weight_tensors(model)[0]
+        return np.frombuffer(bytes(model.buffers[tensor.buffer].data), np.float32)
+
+    int8, float32 = read("a2b", "int8"), read("a2b", "float32")
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8))
+    convs = export_lib._conv_weight_tensors(model)
+    assert convs[0].type == schema.TensorType.FLOAT32 and int(np.prod(convs[0].shape)) >= 1024
+    # The converter leaves weights under 1,024 values in float; all the others are int8.
+    others = [t.type for t in convs[1:] if np.prod(t.shape) >= 1024]
+    assert others and set(others) == {schema.TensorType.INT8}, others
+    reference = flatbuffer_utils.read_model_from_bytearray(bytearray(float32))
+    np.testing.assert_array_equal(first_weights(model), first_weights(reference))
+    manifest = json.load(open(os.path.join(exported["dir"], "manifest.json")))
+    assert "first convolution: float32" in manifest["models"]["age_a2b"]["tflite"]["int8"]["weights"]
+    # The weights are checked against the int8 ones: another generator's float32 file is refused.
+    plain = export_lib._convert(export_lib.ExportGenerator(restore_generators(exported["workdir"]).gen_g, TINY), "int8", None)
+    assert export_lib.keep_first_conv_float(plain, float32) == int8  # what export.py wrote
+    with pytest.raises(export_lib.ExportError, match="does not match"):
+        export_lib.keep_first_conv_float(plain, read("b2a", "float32"))
 
 
 def test_check_builtin_only_rejects_flex_ops():
@@ -277,6 +313,19 @@ def test_export_graph_equals_keras_in_both_formulations(norm):
         np.testing.assert_allclose(module.translate_float(tf.constant(x))["images"].numpy(), expected, atol=1e-5, rtol=0)
         np.testing.assert_allclose(mobile(tf.constant(x))["images"].numpy(), expected, atol=1e-5, rtol=0)
     assert module.parameter_count == generator.count_params()
+
+
+@pytest.mark.parametrize("kernel_size", [(7, 7), (3, 3), (1, 1), (5, 3)])
+def test_block_convolution_equals_conv2d(kernel_size):
+    rng = np.random.default_rng(sum(kernel_size))
+    x = tf.constant(rng.normal(size=(2, 14, 10, 5)), tf.float32)
+    kernel = tf.constant(rng.normal(size=(*kernel_size, 5, 3)), tf.float32)
+    block_kernel = export_lib._block_kernel(kernel)
+    assert block_kernel.shape == (kernel_size[0] + 1, kernel_size[1] + 1, 5, 12)
+    y = tf.nn.depth_to_space(tf.nn.conv2d(x, block_kernel, 2, "VALID"), 2)
+    expected = tf.nn.conv2d(x, kernel, 1, "VALID")
+    assert y.shape == expected.shape
+    np.testing.assert_allclose(y.numpy(), expected.numpy(), atol=1e-4, rtol=1e-5)
 
 
 def test_reflect_pad_from_slices_equals_tf_pad():

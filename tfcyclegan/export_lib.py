@@ -11,8 +11,10 @@ own variables (stored once: the SavedModel's variables are the float32 parameter
 re-implements the generator with plain TF ops in two numerically equivalent formulations:
 
 - "serving" (SavedModel): tf.pad REFLECT and conv2d_transpose, which TensorFlow runs fast.
-- "mobile" (TFLite): reflection padding built from slices and concatenations, and each
-  stride-2 transposed convolution as four phase convolutions interleaved by depth_to_space.
+- "mobile" (TFLite): reflection padding built from slices and concatenations, each
+  stride-2 transposed convolution as four phase convolutions interleaved by depth_to_space,
+  and the last convolution (3 output channels) as a stride-2 convolution computing 2x2 output
+  blocks (12 channels) followed by depth_to_space, which XNNPACK runs 2.5x faster.
   A plain conversion lowers those layers to MIRROR_PAD and to a TRANSPOSE_CONV whose output
   shape is computed at run time; XNNPACK (LiteRT's CPU delegate) takes neither, so the graph
   fell apart into ~22 delegate partitions with the two transposed convolutions on the slow
@@ -71,6 +73,13 @@ PARITY: Mapping[str, Parity] = {
 }
 
 
+TFLITE_WEIGHTS: Mapping[str, str] = {  # what the manifest says about each file's weights
+    "float32": "float32",
+    "float16": "float16 (dequantized to float32 when the file is loaded)",
+    "int8": "int8 per output channel (dynamic range), except the first convolution: float32",
+}
+
+
 class ExportError(RuntimeError):
     """An export cannot be made or failed its verification; the message says which and why."""
 
@@ -115,6 +124,19 @@ def _phase_kernels(kernel):
     k10 = tf.stack([k[1, 2], k[1, 0]])[None]
     k11 = k[1, 1][None, None]
     return k00, k01, k10, k11
+
+
+def _block_kernel(kernel):
+    """Rewrites a stride-1 conv2d kernel as a stride-2 one that computes 2x2 output blocks.
+
+    kernel: (kh, kw, in, out). Returns (kh + 1, kw + 1, in, 4 * out): output channel
+    (oy, ox, c) of block (i, j) is output pixel (2i + oy, 2j + ox), channel c, of the original
+    convolution, so depth_to_space(conv2d(x, block_kernel, 2, "VALID"), 2) equals
+    conv2d(x, kernel, 1, "VALID") when the output sides are even. Each (oy, ox) slice is the
+    original kernel shifted by (oy, ox) inside a zero border of one row and one column.
+    """
+    shifted = [tf.pad(kernel, [[oy, 1 - oy], [ox, 1 - ox], [0, 0], [0, 0]]) for oy in range(2) for ox in range(2)]
+    return tf.concat(shifted, axis=3)
 
 
 def pad_to_multiple(images, multiple: int = 4):
@@ -187,6 +209,24 @@ class ExportGenerator(tf.Module):
         y = tf.nn.conv2d(x, entry["kernel"], stride, "VALID")
         return tf.nn.bias_add(y, entry["bias"]) if "bias" in entry else y
 
+    def _conv_blocks(self, x, name):
+        """The same stride-1 VALID convolution as _conv, computed in 2x2 output blocks (TFLite-friendly).
+
+        x: (batch, H, W, in) with H and W even; the kernel's sides must be odd (then the output
+        sides H - kh + 1 and W - kw + 1 are even). For the last convolution (64 -> 3 channels,
+        7x7) XNNPACK takes ~100 ms at 256 px in the plain form, whose 3 output channels fill 3
+        of its 16 vector lanes, and ~40 ms in this one: a stride-2 8x8 convolution with 12
+        output channels (31 % more multiply-adds, a quarter of them by zero taps), then
+        depth_to_space (see benchmarks/export_latency.py --breakdown).
+        """
+        entry = self.weights[name]
+        if int(entry["kernel"].shape[0]) % 2 == 0 or int(entry["kernel"].shape[1]) % 2 == 0:
+            raise ExportError(f"{name}: the 2x2-block form needs an odd kernel, got {entry['kernel'].shape}.")
+        y = tf.nn.conv2d(x, _block_kernel(entry["kernel"]), 2, "VALID")
+        if "bias" in entry:
+            y = tf.nn.bias_add(y, tf.tile(entry["bias"], [4]))
+        return tf.nn.depth_to_space(y, 2)
+
     def _norm(self, x, name):
         norm = self.model_config.norm
         if norm == "instance":
@@ -234,7 +274,8 @@ class ExportGenerator(tf.Module):
             x = x + y
         for name in ("up1", "up2"):
             x = relu(self._norm(self._upsample(x, f"{name}_conv", mobile), f"{name}_norm"))
-        return tf.tanh(self._conv(reflect(x, 3), "out_conv"))
+        out_conv = self._conv_blocks if mobile else self._conv
+        return tf.tanh(out_conv(reflect(x, 3), "out_conv"))
 
     def translate(self, images, *, mobile: bool = False):
         """images: float32 (batch, H, W, 3) in [-1, 1], any H, W >= MIN_SIDE. Same shape out."""
@@ -376,15 +417,27 @@ def convert_tflite(
     quantization: str,
     *,
     representative_images: np.ndarray | None = None,
+    float32_content: bytes | None = None,
 ) -> bytes:
     """Converts the mobile graph with TensorFlow's TFLite converter, builtin ops only.
 
     quantization: "float32"; "float16" (weights stored as float16, computed in float32 on CPUs
-    without fp16 arithmetic); "int8" (dynamic range: int8 weights, activations quantized on the
-    fly, XNNPACK's fast path); "int8_full" (full integer with `representative_images`; it
-    converts with builtins, but int8 instance-norm statistics cost too much accuracy, see
-    the README; not offered by export.py).
+    without fp16 arithmetic); "int8" (dynamic range: int8 per-channel weights, activations
+    quantized on the fly, XNNPACK's fast path; the first convolution keeps float32 weights, see
+    keep_first_conv_float); "int8_full" (full integer with `representative_images`; it converts
+    with builtins, but int8 instance-norm statistics cost too much accuracy, see the README; not
+    offered by export.py).
+    float32_content: the float32 conversion of the same module, if already made (int8 uses its
+    first convolution's weights); converted here when None.
     """
+    if quantization == "int8":
+        if float32_content is None:
+            float32_content = convert_tflite(module, "float32")
+        return keep_first_conv_float(_convert(module, "int8", None), float32_content)
+    return _convert(module, quantization, representative_images)
+
+
+def _convert(module: ExportGenerator, quantization: str, representative_images: np.ndarray | None) -> bytes:
     concrete = module.mobile_function().get_concrete_function()
     converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], module)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
@@ -405,6 +458,57 @@ def convert_tflite(
         return converter.convert()
     except Exception as e:  # the converter raises several types; all mean the same to a user
         raise ExportError(f"TFLite conversion ({quantization}) failed: {e}") from e
+
+
+def _conv_weight_tensors(model) -> list:
+    """The filter tensors of a ModelT's CONV_2D operators, in execution order."""
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    codes = [flatbuffer_utils.get_builtin_code_from_operator_code(c) for c in model.operatorCodes]
+    graph = model.subgraphs[0]
+    return [graph.tensors[op.inputs[1]] for op in graph.operators
+            if codes[op.opcodeIndex] == schema.BuiltinOperator.CONV_2D]
+
+
+def keep_first_conv_float(int8_content: bytes, float32_content: bytes) -> bytes:
+    """Gives the first convolution of a dynamic-range int8 file its float32 weights back.
+
+    The first convolution sees the image itself: quantizing its input on the fly to 8 bits
+    costs more than any other layer (measured on the full generator, 256 px, PSNR against the
+    SavedModel: random weights 29.2 -> 30.8 dB, a briefly trained model 35.6 -> 36.8 dB; every
+    other single layer gives 0.0-0.6 dB). Its 9,408 weights add 28 KB to the file and no
+    measurable latency (the last convolution would add ~0.1 s at 256 px for ~0.2 dB, so it
+    stays int8). The converter has no per-layer switch for dynamic-range quantization, so the
+    weights are taken from the float32 conversion of the same graph and checked against the
+    int8 ones (same shape, within half a quantization step per output channel).
+    """
+    from ai_edge_litert import schema_py_generated as schema
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(int8_content))
+    reference = flatbuffer_utils.read_model_from_bytearray(bytearray(float32_content))
+    quantized, floats = _conv_weight_tensors(model), _conv_weight_tensors(reference)
+    if not quantized or len(quantized) != len(floats):
+        raise ExportError(f"int8 and float32 TFLite graphs differ ({len(quantized)} vs {len(floats)} convolutions).")
+    q, f = quantized[0], floats[0]
+    if q.type != schema.TensorType.INT8 or f.type != schema.TensorType.FLOAT32 or list(q.shape) != list(f.shape):
+        raise ExportError(
+            f"Unexpected first convolution in the TFLite files: {q.type}{list(q.shape)} vs {f.type}{list(f.shape)}."
+        )
+    weights = np.frombuffer(bytes(reference.buffers[f.buffer].data), np.float32).reshape(f.shape)
+    codes = np.frombuffer(bytes(model.buffers[q.buffer].data), np.int8).reshape(q.shape)
+    scale = np.asarray(q.quantization.scale, np.float32).reshape([-1] + [1] * (len(q.shape) - 1))
+    if np.any(np.abs(codes * scale - weights) > scale * 0.5001 + 1e-12):
+        raise ExportError("The int8 file's first convolution does not match the float32 weights.")
+    old_buffer = q.buffer
+    buffer = schema.BufferT()
+    buffer.data = np.frombuffer(weights.astype("<f4").tobytes(), np.uint8)
+    model.buffers.append(buffer)
+    q.buffer, q.type, q.quantization = len(model.buffers) - 1, schema.TensorType.FLOAT32, None
+    if not any(t.buffer == old_buffer for g in model.subgraphs for t in g.tensors):
+        model.buffers[old_buffer].data = None  # the int8 copy is no longer used
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def tflite_operators(content: bytes) -> list[str]:
@@ -669,9 +773,11 @@ def export(
                 },
             }
 
-            tflite_entries = {}
+            tflite_entries, contents = {}, {}
             for quantization in quantizations:
-                content = convert_tflite(module, quantization)
+                content = contents[quantization] = convert_tflite(
+                    module, quantization, float32_content=contents.get("float32")
+                )
                 filename = f"{model_name}.{quantization}.tflite"
                 ops = check_builtin_only(content, filename)
                 runner = TFLiteRunner(model_content=content, num_threads=num_threads)
@@ -690,6 +796,7 @@ def export(
                     f.write(content)
                 tflite_entries[quantization] = {
                     "path": filename, "bytes": len(content), "operators": ops, "parity": parity,
+                    "weights": TFLITE_WEIGHTS[quantization],
                     "input": {"name": runner.input_name, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [-1, 1]},
                     "output": {"name": runner.output_name, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [-1, 1]},
                 }
