@@ -3,13 +3,17 @@
     python benchmarks/export_latency.py                     # full-size generator, random weights
     python benchmarks/export_latency.py --workdir=runs/age  # a trained run (gen_g)
     python benchmarks/export_latency.py --sizes=128 --repeats=3 --no_baseline --no_full_int8
+    python benchmarks/export_latency.py --clock=cpu --breakdown     # one thread, CPU seconds, per piece
+    python benchmarks/export_latency.py --clock=wall --threads=2    # same thread count for TF and LiteRT
 
 Measures, at each size (batch 1): the Keras model (eager call and inside a tf.function), the
 SavedModel's translate_float signature, and each TFLite file (float32, float16, int8) run by
-LiteRT with XNNPACK. "baseline_*" are the TFLite files a plain conversion of the Keras model
+LiteRT with XNNPACK. "int8_all_layers" is dynamic range on every convolution (export.py keeps
+the first one in float32). "baseline_*" are the TFLite files a plain conversion of the Keras model
 gives (MIRROR_PAD, run-time-shaped TRANSPOSE_CONV), to show what the export graph fixes;
 "int8_full" is full-integer quantization with a representative set (converted with builtins,
-not exported: see "parity"). Other processes may share the CPU, so every figure is the minimum
+not exported: see "parity"). --breakdown times the generator's pieces at the largest size, to
+show where the time goes. Other processes may share the CPU, so every figure is the minimum
 of --repeats interleaved runs. Parity is against the SavedModel at the largest size, on UTKFace
 sample photos when ../shared/data/utkface_sample exists, else on synthetic images.
 
@@ -57,6 +61,51 @@ def plain_conversion(generator: keras.Model, quantization: str) -> bytes:
     return converter.convert()
 
 
+def layer_breakdown(module: export_lib.ExportGenerator, size: int, threads: int, clock, repeats: int) -> dict:
+    """Milliseconds per call of the generator's pieces at `size`: TensorFlow (the SavedModel's
+    formulation) against TFLite float32 and int8 (the mobile formulation), batch 1."""
+    cfg = module.model_config
+    reflect = {
+        False: lambda t, p: tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT"),
+        True: export_lib._reflect_pad_slices,
+    }
+    f = cfg.gen_filters
+    pieces = {  # name: (input shape, calls per image, mobile -> function)
+        "res_conv_3x3": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks,
+                         lambda mobile: lambda x: module._conv(reflect[mobile](x, 1), "res1_a_conv")),
+        "instance_norm_relu": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks + 1,
+                               lambda mobile: lambda x: tf.nn.relu(module._norm(x, "res1_a_norm"))),
+        "upsample_1": ((1, size // 4, size // 4, 4 * f), 1, lambda mobile: lambda x: module._upsample(x, "up1_conv", mobile)),
+        "upsample_2": ((1, size // 2, size // 2, 2 * f), 1, lambda mobile: lambda x: module._upsample(x, "up2_conv", mobile)),
+        "first_conv_7x7": ((1, size, size, 3), 1, lambda mobile: lambda x: module._conv(reflect[mobile](x, 3), "c7s1_conv")),
+        "last_conv_7x7_tanh": ((1, size, size, f), 1,
+                               lambda mobile: lambda x: tf.tanh((module._conv_blocks if mobile else module._conv)(
+                                   reflect[mobile](x, 3), "out_conv"))),
+    }
+    out = {}
+    for name, (shape, calls, build) in pieces.items():
+        spec = [tf.TensorSpec(shape, tf.float32)]
+        run_tf = tf.function(build(False), input_signature=spec)
+        runs = {"tensorflow": lambda x, fn=run_tf: fn(x).numpy()}
+        for quantization in ("float32", "int8"):
+            converter = tf.lite.TFLiteConverter.from_concrete_functions(
+                [tf.function(build(True), input_signature=spec).get_concrete_function()], module)
+            if quantization == "int8":
+                converter.optimizations = [tf.lite.Optimize.DEFAULT]
+            runs[f"tflite_{quantization}"] = export_lib.TFLiteRunner(model_content=converter.convert(), num_threads=threads)
+        x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
+        best = {}
+        for fn in runs.values():
+            fn(x)
+        for _ in range(repeats):
+            for key, fn in runs.items():
+                start = clock()
+                fn(x)
+                best[key] = min(best.get(key, float("inf")), clock() - start)
+        out[name] = {"calls_per_image": calls, **{f"{k}_ms": round(v * 1000, 2) for k, v in best.items()}}
+    return out
+
+
 def xnnpack_partitions(runner: export_lib.TFLiteRunner) -> int:
     """XNNPACK partitions fed by activations (1 = the whole graph runs in one delegate)."""
     nodes = runner.interpreter._get_ops_details()  # the only way to see the delegated plan
@@ -77,6 +126,9 @@ def main() -> None:
                              "which other processes on the machine barely disturb")
     parser.add_argument("--no_baseline", action="store_true", help="skip the plain-conversion TFLite files")
     parser.add_argument("--no_full_int8", action="store_true", help="skip full-integer quantization")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the generator's pieces (residual conv, norm, upsampling, first/last conv) "
+                             "at the largest size: TensorFlow vs TFLite float32 and int8")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.clock == "cpu":
@@ -120,7 +172,11 @@ def main() -> None:
             "saved_model_variables_mb": export_lib.directory_bytes(os.path.join(saved, "variables")) / 1e6,
             "float32_parameters_mb": module.parameter_count * 4 / 1e6,
         }
-        tflite = {q: export_lib.convert_tflite(module, q) for q in export_lib.QUANTIZATIONS}
+        tflite = {}
+        for q in export_lib.QUANTIZATIONS:
+            tflite[q] = export_lib.convert_tflite(module, q, float32_content=tflite.get("float32"))
+        # Dynamic range on every layer, the first convolution included (what export.py made before).
+        tflite["int8_all_layers"] = export_lib._convert(module, "int8", None)
         if not args.no_full_int8:
             representative = export_lib.synthetic_images(8, 128, 128, seed=7)
             if photos:
@@ -168,6 +224,8 @@ def main() -> None:
             latency[str(size)] = {k: round(v, 4) for k, v in best.items()}
             print(f"{size}px: " + ", ".join(f"{k}={v:.3f}s" for k, v in best.items()), file=sys.stderr)
         out["latency_s"] = latency
+        if args.breakdown:
+            out["breakdown_ms"] = {"size": largest, **layer_breakdown(module, largest, args.threads, clock, args.repeats)}
 
     at = latency[str(largest)]
     out["aims"] = {
