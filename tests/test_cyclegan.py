@@ -75,3 +75,64 @@ def test_mixed_float16_step_uses_loss_scaling_and_keeps_float32_outputs():
     out = m.train_steps(iter(strategy.experimental_distribute_dataset(ds)), first_step=0, steps=1, global_batch=2)
     assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()).all() for v in out.values())
     assert m.gen_g.get_layer("c7s1_conv").kernel.dtype == "float32"
+
+
+def test_fused_adam_matches_keras_adam_under_a_strategy():
+    import keras
+
+    from tfcyclegan.cyclegan import FusedAdam
+
+    strategy = tf.distribute.MirroredStrategy()
+    results = []
+    for optimizer_class in (keras.optimizers.Adam, FusedAdam):
+        with strategy.scope():
+            w = keras.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+            optimizer = optimizer_class(learning_rate=2e-4, beta_1=0.5)
+            optimizer.build([w])
+
+        @tf.function
+        def step(i):
+            def on_replica():
+                grad = tf.sin(w.value * (tf.cast(i, tf.float32) + 1.0)) * 10.0
+                optimizer.apply([grad], [w])
+
+            strategy.run(on_replica)
+
+        for i in range(20):
+            step(tf.constant(i))
+        results.append([w.numpy(), optimizer._momentums[0].numpy(), optimizer._velocities[0].numpy()])
+    (w0, m0, v0), (w1, m1, v1) = results
+    assert np.abs(w1 - np.linspace(-1, 1, 12).reshape(3, 4)).max() > 1e-3  # it did move
+    np.testing.assert_allclose(w1, w0, rtol=0, atol=1e-6)
+    # The same formula, summed in another order: float32 rounding over 20 updates.
+    np.testing.assert_allclose(m1, m0, rtol=5e-5, atol=1e-6)
+    np.testing.assert_allclose(v1, v0, rtol=5e-5, atol=1e-6)
+
+
+def test_joined_identity_batch_gives_the_losses_of_separate_calls():
+    strategy = tf.distribute.get_strategy()
+    model = CycleGAN(tiny_config(), strategy)
+    model.reset_pools(32)
+    rng = np.random.default_rng(3)
+    real_a, real_b = (tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)) for _ in range(2))
+    seed, batch = tf.constant([0, 1], tf.int64), tf.constant(2)
+    weights = [v.numpy() for v in model.generator_variables + model.discriminator_variables]
+    losses = {}
+    for joined in (True, False):
+        for v, w in zip(model.generator_variables + model.discriminator_variables, weights):
+            v.assign(w)
+        model._batch_identity = joined
+        out = model.replica_step(real_a, real_b, seed, batch)
+        losses[joined] = {k: float(v) for k, v in out.items()}
+    assert losses[True]["identity_a"] > 0
+    for name in LOSS_NAMES:
+        assert losses[True][name] == pytest.approx(losses[False][name], rel=1e-5, abs=1e-6), name
+
+
+def test_batch_norm_models_do_not_join_batches():
+    import dataclasses
+
+    cfg = tiny_config()
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm="batch"))
+    assert CycleGAN(cfg, tf.distribute.get_strategy())._batch_identity is False
+    assert CycleGAN(tiny_config(), tf.distribute.get_strategy())._batch_identity is True

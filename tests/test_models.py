@@ -58,6 +58,25 @@ def test_instance_norm_equals_per_image_moments_by_hand():
     np.testing.assert_allclose(out, ref, atol=1e-5)
 
 
+def test_instance_norm_hand_written_gradient_equals_autodiff_of_the_formula():
+    rng = np.random.default_rng(2)
+    x = tf.constant(rng.normal(1.5, 3.0, (2, 6, 5, 3)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(2, 6, 5, 3)).astype(np.float32))  # a loss that is not symmetric
+
+    def by_formula(x):
+        mean, var = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        return (x - mean) * tf.math.rsqrt(var + 1e-5)
+
+    grads = []
+    for norm in (InstanceNormalization(), by_formula):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(weights * norm(x) ** 3)
+        grads.append(tape.gradient(loss, x).numpy())
+    assert np.abs(grads[1]).max() > 0.1
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+
+
 def test_reflection_pad_mirrors_without_repeating_the_edge():
     x = np.arange(9, dtype=np.float32).reshape(1, 3, 3, 1)
     out = ReflectionPad2D(1)(x).numpy()[0, :, :, 0]

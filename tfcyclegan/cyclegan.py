@@ -26,8 +26,33 @@ LOSS_NAMES = (
 )
 
 
+class FusedAdam(keras.optimizers.Adam):
+    """keras.optimizers.Adam whose per-variable update is TensorFlow's fused ResourceApplyAdam.
+
+    Same variables (so the same checkpoints) and the same formula as Keras' Adam
+    (alpha = lr * sqrt(1 - beta_2^t) / (1 - beta_1^t); m, v moving averages;
+    var -= alpha * m / (sqrt(v) + epsilon)), but one kernel per variable instead of about
+    ten element-wise ops: a profile of a 48 px step spent ~8 % of its time in those ops.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):
+        if self.amsgrad:
+            return super().update_step(gradient, variable, learning_rate)
+        dtype = variable.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        index = self._get_variable_index(variable)
+        m, v = self._momentums[index], self._velocities[index]
+        handle = lambda var: (var.value if isinstance(var, keras.Variable) else var).handle
+        tf.raw_ops.ResourceApplyAdam(
+            var=variable.handle, m=handle(m), v=handle(v),
+            beta1_power=tf.pow(tf.cast(self.beta_1, dtype), step), beta2_power=tf.pow(tf.cast(self.beta_2, dtype), step),
+            lr=tf.cast(learning_rate, dtype), beta1=tf.cast(self.beta_1, dtype), beta2=tf.cast(self.beta_2, dtype),
+            epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype), use_locking=False,
+        )
+
+
 def _make_optimizer(config: TrainConfig, precision: str, name: str) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.Adam(
+    optimizer = FusedAdam(
         learning_rate=config.optim.learning_rate, beta_1=config.optim.beta_1, beta_2=config.optim.beta_2, name=name
     )
     if precision == "mixed_float16":
@@ -56,6 +81,8 @@ class CycleGAN(tf.Module):
         self.pool_a = ImagePool(config.pool_size, name="pool_a")
         self.pool_b = ImagePool(config.pool_size, name="pool_b")
         self._distributed_step = None
+        # Batch norm's statistics would mix the two halves of a joined batch.
+        self._batch_identity = model_cfg.norm != "batch"
 
     @property
     def generator_variables(self) -> list[tf.Variable]:
@@ -110,17 +137,26 @@ class CycleGAN(tf.Module):
         use_identity = cfg.identity > 0
 
         with tf.GradientTape() as tape:
-            fake_b = self.gen_g(real_a, training=True)
+            if use_identity and self._batch_identity:
+                # gen_g(real_a) and the identity gen_g(real_b) in one call of twice the batch
+                # (and the same for gen_f): per-image norms make it the same arithmetic, and
+                # the bigger convolutions run faster, most of all at small stage sizes.
+                fake_b, same_b = tf.split(self.gen_g(tf.concat([real_a, real_b], 0), training=True), 2)
+                fake_a, same_a = tf.split(self.gen_f(tf.concat([real_b, real_a], 0), training=True), 2)
+            else:
+                fake_b = self.gen_g(real_a, training=True)
+                fake_a = self.gen_f(real_b, training=True)
+                if use_identity:
+                    same_a, same_b = self.gen_f(real_a, training=True), self.gen_g(real_b, training=True)
             cycled_a = self.gen_f(fake_b, training=True)
-            fake_a = self.gen_f(real_b, training=True)
             cycled_b = self.gen_g(fake_a, training=True)
             gen_g_gan = average(losses.generator_gan_loss(fake_logits=self.disc_b(fake_b, training=True), kind=cfg.gan))
             gen_f_gan = average(losses.generator_gan_loss(fake_logits=self.disc_a(fake_a, training=True), kind=cfg.gan))
             cycle_a = average(losses.l1_loss(target=real_a, prediction=cycled_a))
             cycle_b = average(losses.l1_loss(target=real_b, prediction=cycled_b))
             if use_identity:
-                identity_a = average(losses.l1_loss(target=real_a, prediction=self.gen_f(real_a, training=True)))
-                identity_b = average(losses.l1_loss(target=real_b, prediction=self.gen_g(real_b, training=True)))
+                identity_a = average(losses.l1_loss(target=real_a, prediction=same_a))
+                identity_b = average(losses.l1_loss(target=real_b, prediction=same_b))
             else:
                 identity_a = identity_b = tf.constant(0.0)
             gen_total = (

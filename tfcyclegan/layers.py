@@ -36,6 +36,30 @@ class ReflectionPad2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+def instance_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """(x - mean) / sqrt(var + epsilon) per image and channel, with a hand-written gradient.
+
+    x: float32 (batch, H, W, C). The gradient is the closed form
+    dx = rstd * (dy - mean(dy) - y * mean(dy * y)), five element-wise ops and two means,
+    instead of the ~15 ops TensorFlow derives from tf.nn.moments.
+    """
+
+    @tf.custom_gradient
+    def forward(x):
+        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+        rstd = tf.math.rsqrt(variance + epsilon)
+        y = (x - mean) * rstd
+
+        def grad(dy):
+            mean_dy = tf.reduce_mean(dy, axis=[1, 2], keepdims=True)
+            mean_dy_y = tf.reduce_mean(dy * y, axis=[1, 2], keepdims=True)
+            return rstd * (dy - mean_dy - y * mean_dy_y)
+
+        return y, grad
+
+    return forward(x)
+
+
 @keras.saving.register_keras_serializable(package="tfcyclegan")
 class InstanceNormalization(keras.layers.Layer):
     """Normalizes each image and channel by its own spatial mean and variance.
@@ -54,10 +78,7 @@ class InstanceNormalization(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, inputs):
-        x = tf.cast(inputs, tf.float32)
-        mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-        out = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
-        return tf.cast(out, inputs.dtype)
+        return tf.cast(instance_norm(tf.cast(inputs, tf.float32), self.epsilon), inputs.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape
