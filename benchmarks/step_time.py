@@ -5,8 +5,12 @@
 
 Prints one JSON object. Each figure is the minimum over --repeats timed chunks of --steps
 steps, after a warm-up (trace + one chunk), on random images fed through a distributed
-dataset exactly as the trainer feeds them. Reference PyTorch CycleGAN on this kind of 2-core
-machine (batch 1, float32): 0.48 s/step at 64 px, 1.45 s at 128 px, 5.5 s at 256 px.
+dataset exactly as the trainer feeds them.
+
+Two references for batch 1, float32: the figures issue 7 quotes for the reference PyTorch
+CycleGAN (0.48 s/step at 64 px, 1.45 s at 128 px, 5.5 s at 256 px, measured on another host
+of this 2-core kind), and, with --reference=FILE, the JSON that benchmarks/reference_pytorch.py
+printed on THIS machine (the fair comparison: hosts of this kind differ by 2x in matmul speed).
 """
 
 from __future__ import annotations
@@ -15,18 +19,65 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan import config as config_lib
-from tfcyclegan.cyclegan import CycleGAN
-from tfcyclegan.schedule import generic_image_shape
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
-REFERENCE_PYTORCH_S_PER_STEP = {64: 0.48, 128: 1.45, 256: 5.5}
+from tfcyclegan import config as config_lib  # noqa: E402
+from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
+from tfcyclegan.schedule import generic_image_shape  # noqa: E402
+
+ISSUE_REFERENCE_S_PER_STEP = {64: 0.48, 128: 1.45, 256: 5.5}
+
+
+def machine_info() -> dict:
+    """CPU model, its vector extensions and the matmul rate: what the figures depend on."""
+    model, flags = platform.processor(), set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") and not flags:
+                    model = line.split(":", 1)[1].strip()
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    break
+    except OSError:
+        pass
+    isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    return {"tensorflow": tf.__version__, "machine": platform.machine(), "cpu": model, "cpus": os.cpu_count(),
+            "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")}}
+
+
+def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
+    """The best rate of a 2048^3 matmul in `dtype`: this host's practical peak."""
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    matmul = tf.function(lambda x: tf.matmul(x, x))
+    matmul(a).numpy()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        matmul(a).numpy()
+        best = min(best, time.perf_counter() - start)
+    return round(2 * n**3 / best / 1e9, 1)
+
+
+def load_reference(path: str | None) -> dict[int, float]:
+    """{size: s/step} from benchmarks/reference_pytorch.py's JSON output."""
+    if not path:
+        return {}
+    try:
+        with open(path) as f:
+            report = json.load(f)
+        return {int(row["size"]): float(row["s_per_step"]) for row in report["results"]}
+    except (OSError, ValueError, KeyError) as e:
+        raise SystemExit(f"--reference={path}: expected the JSON printed by benchmarks/reference_pytorch.py ({e})")
 
 
 def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int) -> float:
@@ -66,7 +117,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--steps_per_call", type=int, default=1)
     parser.add_argument("--gen_blocks", type=int, default=9)
+    parser.add_argument("--reference", help="JSON output of benchmarks/reference_pytorch.py run on this machine")
     args = parser.parse_args()
+    measured_reference = load_reference(args.reference)
 
     strategy = tf.distribute.MirroredStrategy()
     results = []
@@ -80,14 +133,15 @@ def main() -> None:
                                      steps_per_call=args.steps_per_call)
                 row = {"size": size, "batch": batch, "precision": precision, "s_per_step": round(seconds, 4),
                        "images_per_s": round(batch / seconds, 3)}
-                ref = REFERENCE_PYTORCH_S_PER_STEP.get(size)
-                if ref and batch == 1:
-                    row["speedup_vs_reference_pytorch"] = round(ref / seconds, 3)
+                if batch == 1 and size in ISSUE_REFERENCE_S_PER_STEP:
+                    row["speedup_vs_issue_reference"] = round(ISSUE_REFERENCE_S_PER_STEP[size] / seconds, 3)
+                if batch == 1 and size in measured_reference:
+                    row["reference_pytorch_here_s_per_step"] = measured_reference[size]
+                    row["speedup_vs_reference_pytorch_here"] = round(measured_reference[size] / seconds, 3)
                 results.append(row)
-                print(json.dumps(row), flush=True, file=__import__("sys").stderr)
+                print(json.dumps(row), flush=True, file=sys.stderr)
     print(json.dumps({
-        "benchmark": "step_time", "tensorflow": tf.__version__, "machine": platform.machine(),
-        "cpus": os.cpu_count(), "steps_per_call": args.steps_per_call, "gen_blocks": args.gen_blocks,
+        "benchmark": "step_time", **machine_info(), "steps_per_call": args.steps_per_call, "gen_blocks": args.gen_blocks,
         "results": results,
     }, indent=2))
 

@@ -1,0 +1,102 @@
+"""What the progressive schedule costs against training at 256 px only, and memory per stage.
+
+    python benchmarks/schedule_cost.py                      # full model, the progressive schedule
+    python benchmarks/schedule_cost.py --steps=3 --repeats=3 --steps_per_call=4
+
+Times a fixed number of training steps at every stage size with the trainer's own step
+(the same compiled call, distributed dataset and generic-shape trace as train.py), then weights
+the seconds per step by the schedule's epochs (every epoch has the same number of steps at
+every size). Prints one JSON object:
+
+- per stage: s/step, images/s, the peak resident memory (VmHWM, reset before each stage) and
+  the overhead ratio: s/step divided by the 256 px s/step scaled by pixel count (1.0 = the
+  small stage costs exactly what its arithmetic says);
+- schedule_cost_ratio: measured wall time of the schedule / wall time of the same number of
+  epochs at 256 px (issue 7 target: <= 0.30), beside arithmetic_ratio, the same with pure
+  pixel scaling (0.285 for 48:15,64:25,96:30,128:20,256:20).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from step_time import machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
+from tfcyclegan import config as config_lib  # noqa: E402
+from tfcyclegan import distribute  # noqa: E402
+from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory (VmRSS) or its peak since the last reset (VmHWM), in MB."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
+def reset_peak_rss() -> bool:
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--schedule", default="progressive", help="a named schedule or a literal like 48:15,256:20")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per chunk")
+    parser.add_argument("--repeats", type=int, default=2, help="timed chunks per size; the minimum is kept")
+    parser.add_argument("--steps_per_call", type=int, default=config_lib.TrainConfig().steps_per_call)
+    parser.add_argument("--precision", default="auto")
+    parser.add_argument("--gen_blocks", type=int, default=9)
+    args = parser.parse_args()
+
+    schedule = config_lib.Schedule.parse(args.schedule)
+    sizes = sorted({stage.size for stage in schedule.stages} | {256})
+    precision = distribute.resolve_precision(args.precision)
+    strategy = tf.distribute.MirroredStrategy()
+    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=1)
+    with strategy.scope():
+        model = CycleGAN(cfg, strategy, precision=precision)
+
+    stages = {}
+    for size in sizes:
+        can_reset = reset_peak_rss()
+        seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
+                             steps_per_call=args.steps_per_call)
+        stages[size] = {"size": size, "s_per_step": round(seconds, 4), "images_per_s": round(1 / seconds, 3),
+                        "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
+        print(json.dumps(stages[size]), file=sys.stderr, flush=True)
+    t256 = stages[256]["s_per_step"]
+    for size, row in stages.items():
+        row["overhead_vs_256_pixel_scaled"] = round(row["s_per_step"] / (t256 * (size / 256) ** 2), 3)
+
+    epochs_total = sum(stage.epochs for stage in schedule.stages)
+    measured = sum(stage.epochs * stages[stage.size]["s_per_step"] for stage in schedule.stages)
+    arithmetic = sum(stage.epochs * (stage.size / 256) ** 2 for stage in schedule.stages)
+    print(json.dumps({
+        "benchmark": "schedule_cost", **machine_info(), "precision": precision, "steps_per_call": args.steps_per_call,
+        "schedule": [f"{s.size}:{s.epochs}" for s in schedule.stages],
+        "stages": list(stages.values()),
+        "schedule_cost_ratio": round(measured / (epochs_total * t256), 4),
+        "arithmetic_ratio": round(arithmetic / epochs_total, 4),
+        "target_schedule_cost_ratio": 0.30, "target_overhead_48px": 1.25,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
