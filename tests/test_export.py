@@ -379,6 +379,14 @@ def test_failed_parity_is_loud_and_writes_nothing(workdir, tmp_path, monkeypatch
     assert sorted(os.listdir(out)) == []
 
 
+def test_int8_under_the_psnr_bound_is_refused_with_advice(workdir, tmp_path, monkeypatch):
+    monkeypatch.setitem(export_lib.PARITY, "int8", export_lib.Parity("psnr_db", 99.0))
+    out = tmp_path / "exports"
+    with pytest.raises(export_lib.ExportError, match=r"age_a2b\.int8\.tflite failed .* PSNR .*>= 99.0.*float16 file"):
+        export_lib.export(workdir, str(out), formats="tflite", quantizations="int8", log=lambda _: None)
+    assert sorted(os.listdir(out)) == []
+
+
 def test_default_names_and_domains():
     assert export_lib.default_name(TrainConfig()) == "age"
     folder = TrainConfig(data=DataConfig(dataset="folder", data_dir="/data/selfie2anime/"))

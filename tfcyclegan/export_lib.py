@@ -790,6 +790,10 @@ def export(
                         f"bound {'<=' if parity['metric'] == 'max_abs' else '>='} {parity['bound']}. "
                         "Nothing was written for this model; export without this quantization "
                         "(--tflite_quantization) or check the weights."
+                        + (" This model loses too much in 8 bits: ship the float16 file (same accuracy as "
+                           "float32, half its size). Weights that are barely trained quantize worse than "
+                           "trained ones; --parity_images checks on your own photos."
+                           if quantization == "int8" else "")
                     )
                 log(f"{filename}: {len(content) / 1e6:.2f} MB, builtin ops only, {figure} vs SavedModel")
                 with open(os.path.join(tmp, filename), "wb") as f:
