@@ -4,6 +4,8 @@ import os
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The --precision=auto probe caches its verdict here (inherited by train.py subprocesses), not in ~/.cache.
+os.environ.setdefault("TFCYCLEGAN_CACHE_DIR", os.path.join(os.environ.get("TMPDIR", "/tmp"), f"tfcyclegan_test_cache_{os.getuid()}"))
 
 import pytest
 
@@ -34,8 +36,12 @@ def synthetic_cache(tmp_path_factory) -> str:
 
 
 def tiny_config(**overrides) -> config_lib.TrainConfig:
-    """A TrainConfig small enough for CPU tests: filters 8, one residual block, 32 px."""
+    """A TrainConfig small enough for CPU tests: filters 8, one residual block, 32 px.
+
+    float32, not auto: what --precision=auto picks depends on the machine (hardware.py).
+    """
     base = config_lib.TrainConfig(
+        precision="float32",
         model=TINY_MODEL,
         data=config_lib.DataConfig(synthetic_count=120),
         schedule=config_lib.Schedule.parse("32:1"),

@@ -1,0 +1,59 @@
+"""The --precision=auto probe: CPU flags, the timed residual block, the on-disk verdict."""
+
+import json
+
+import pytest
+
+from tfcyclegan import hardware
+
+
+@pytest.fixture
+def fresh_probe(tmp_path, monkeypatch):
+    monkeypatch.setenv("TFCYCLEGAN_CACHE_DIR", str(tmp_path))
+    hardware.bf16_speedup.cache_clear()
+    yield tmp_path
+    hardware.bf16_speedup.cache_clear()
+
+
+def test_bf16_instructions_are_read_from_the_cpu_flags():
+    assert hardware.has_bf16_instructions(frozenset({"avx2", "avx512f", "avx512_bf16"}))
+    assert hardware.has_bf16_instructions(frozenset({"amx_bf16"}))
+    assert not hardware.has_bf16_instructions(frozenset({"avx2", "avx512f", "avx512_vnni"}))
+
+
+def test_no_bf16_instructions_means_float32_without_probing(monkeypatch, fresh_probe):
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("Old CPU", frozenset({"avx2"})))
+    monkeypatch.setattr(hardware, "time_residual_block", lambda dtype: pytest.fail("probed"))
+    assert hardware.cpu_precision() == "float32"
+
+
+@pytest.mark.parametrize("f32_time, bf16_time, expected", [(1.0, 0.5, "mixed_bfloat16"), (1.0, 0.95, "float32"),
+                                                           (1.0, 1.6, "float32")])
+def test_auto_picks_bfloat16_only_when_the_block_runs_faster(monkeypatch, fresh_probe, f32_time, bf16_time, expected):
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("Some CPU", frozenset({"avx512_bf16"})))
+    times = {"float32": f32_time, "mixed_bfloat16": bf16_time}
+    monkeypatch.setattr(hardware, "time_residual_block", lambda dtype: times[dtype])
+    assert hardware.cpu_precision() == expected
+
+
+def test_verdict_is_cached_on_disk_per_cpu(monkeypatch, fresh_probe):
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("CPU X", frozenset({"avx512_bf16"})))
+    calls = []
+    monkeypatch.setattr(hardware, "time_residual_block", lambda dtype: calls.append(dtype) or {"float32": 2.0}.get(dtype, 1.0))
+    assert hardware.bf16_speedup() == pytest.approx(2.0)
+    assert calls == ["float32", "mixed_bfloat16"]
+    cached = json.loads((fresh_probe / "precision_probe.json").read_text())
+    assert [v for k, v in cached.items() if k.startswith("CPU X |")] == [2.0]
+    hardware.bf16_speedup.cache_clear()
+    assert hardware.bf16_speedup() == pytest.approx(2.0)  # from the file this time
+    assert len(calls) == 2
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("CPU Y", frozenset({"avx512_bf16"})))
+    hardware.bf16_speedup.cache_clear()
+    hardware.bf16_speedup()
+    assert len(calls) == 4  # another CPU model probes again
+
+
+def test_residual_block_probe_really_runs_both_policies():
+    for dtype in ("float32", "mixed_bfloat16"):
+        seconds = hardware.time_residual_block(dtype, size=8, channels=8, repeats=2)
+        assert 0 < seconds < 30
