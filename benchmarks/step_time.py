@@ -31,6 +31,7 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from tfcyclegan import config as config_lib  # noqa: E402
+from tfcyclegan import hardware  # noqa: E402
 from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
 from tfcyclegan.schedule import generic_image_shape  # noqa: E402
 
@@ -39,17 +40,7 @@ ISSUE_REFERENCE_S_PER_STEP = {64: 0.48, 128: 1.45, 256: 5.5}
 
 def machine_info() -> dict:
     """CPU model, its vector extensions and the matmul rate: what the figures depend on."""
-    model, flags = platform.processor(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and not flags:
-                    model = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    break
-    except OSError:
-        pass
+    model, flags = hardware.cpu_model_and_flags()
     isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
     return {"tensorflow": tf.__version__, "machine": platform.machine(), "cpu": model, "cpus": os.cpu_count(),
             "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")}}
