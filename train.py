@@ -24,17 +24,18 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.WARNING)
-    # Imported here so --help answers without loading TensorFlow.
     from tfcyclegan import config as config_lib
-    from tfcyclegan import data as data_lib
-    from tfcyclegan import distribute
-    from tfcyclegan import schedule
 
     try:
         config = train_flags.config_from_flags(FLAGS)
     except config_lib.ConfigError as e:
         print(f"train.py: {e}", file=sys.stderr)
         return 2
+    # Imported here so --help and flag errors answer without loading TensorFlow.
+    from tfcyclegan import data as data_lib
+    from tfcyclegan import distribute
+    from tfcyclegan import schedule
+
     workdir = FLAGS.workdir or train_flags.default_workdir(config)
     try:
         if FLAGS.dry_run:

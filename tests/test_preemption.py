@@ -86,7 +86,11 @@ def test_sigterm_mid_epoch_then_resume_equals_an_uninterrupted_run_bit_for_bit(t
     want, got = _checkpoint_values(tmp_path / "straight"), _checkpoint_values(interrupted_dir)
     assert want.keys() == got.keys()
     # The networks' weights are saved once, under the optimizers' _trainable_variables.
-    assert {"progress/global_step/.ATTRIBUTES/VARIABLE_VALUE", "pool_a/images/.ATTRIBUTES/VARIABLE_VALUE"} <= want.keys()
+    # The pools are saved per replica (stacked), with the replica count that wrote them.
+    assert {"progress/global_step/.ATTRIBUTES/VARIABLE_VALUE", "progress/replicas/.ATTRIBUTES/VARIABLE_VALUE",
+            "pool_a/replica_images/.ATTRIBUTES/VARIABLE_VALUE"} <= want.keys()
+    assert want["pool_a/replica_images/.ATTRIBUTES/VARIABLE_VALUE"].shape == (1, 50, 36, 36, 3)
+    assert "pool_a/images/.ATTRIBUTES/VARIABLE_VALUE" not in want  # replica 0's alone: not saved
     assert all(any(n.startswith(f"{opt}/_trainable_variables/") for n in want) for opt in ("optimizer_g", "optimizer_d"))
     for name in want:
         np.testing.assert_array_equal(got[name], want[name], err_msg=name)

@@ -234,6 +234,8 @@ class TrainConfig:
     eval_every_epochs: every K epochs, cycle/identity L1 (and flip rates with an oracle from
       oracle_dir, see tfcyclegan.evaluate train_oracle) on up to eval_count held-out images
       per domain, written to TensorBoard under eval/ (0: never).
+    worker_timeout: seconds a multi-worker run waits for the other workers (None: the
+      $TFCYCLEGAN_WORKER_TIMEOUT environment variable, else 600; see tfcyclegan.distribute).
     """
 
     model: ModelConfig = ModelConfig()
@@ -256,6 +258,7 @@ class TrainConfig:
     eval_every_epochs: int = 0
     eval_count: int = 64
     oracle_dir: str | None = None
+    worker_timeout: float | None = None
 
     def __post_init__(self):
         for name in ("batch_size", "keep_checkpoints", "log_every_steps", "sample_count", "steps_per_call"):
@@ -270,6 +273,8 @@ class TrainConfig:
             raise ConfigError(f"steps_per_epoch must be an integer >= 1 or None. Received: {self.steps_per_epoch!r}")
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
+        if self.worker_timeout is not None:
+            _positive("worker_timeout", self.worker_timeout)
         decay = self.optim.decay_epochs
         if decay is not None and decay > self.schedule.total_epochs:
             raise ConfigError(

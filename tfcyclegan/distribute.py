@@ -21,12 +21,17 @@ Failure handling:
   before any work.
 - A worker that dies: TensorFlow's coordination service misses its heartbeats (about 10 s)
   and aborts the collectives of the others; `explain_cluster_errors` turns that into a
-  ClusterError that says how to resume.
-- A worker that hangs, or never starts: every collective (all-reduce, broadcast) waits at
-  most the worker timeout, $TFCYCLEGAN_WORKER_TIMEOUT seconds (default 600, 0 = wait
-  forever), and the start-up (all workers connecting) is given the same time. It must exceed
-  the longest time one worker can run ahead of another: a checkpoint write, the first
-  epoch's decode, the trace of the step.
+  ClusterError that names the lost worker and says how to resume.
+- A worker that hangs, or never starts: everything that waits for other workers waits at
+  most the worker timeout: the start-up (all workers connecting), a barrier before the
+  model is built (`wait_for_workers`), the broadcast of the initial weights and the restore
+  (`watchdog`: TensorFlow's broadcast has no timeout of its own), and every collective of
+  training (all-reduce, all-gather). When TensorFlow's error does not name the lost worker
+  (a timeout), the workers still alive meet at a short barrier, whose timeout names it.
+  The worker timeout is --worker_timeout (TrainConfig.worker_timeout) when given, else
+  $TFCYCLEGAN_WORKER_TIMEOUT (0 there = wait forever), else 600 s. It must exceed the
+  longest time one worker can run ahead of another: a checkpoint write, the data loading,
+  the first epoch's decode, the trace of the step.
 """
 
 from __future__ import annotations
@@ -35,9 +40,13 @@ import contextlib
 import errno
 import functools
 import ipaddress
+import itertools
 import json
+import math
 import os
+import re
 import socket
+import threading
 
 import tensorflow as tf
 
@@ -67,7 +76,8 @@ def resolve_precision(precision: str) -> str:
 def worker_timeout(value: float | None = None) -> float | None:
     """Seconds a collective (or the start-up) may wait for other workers; None: forever.
 
-    value: explicit seconds; None reads $TFCYCLEGAN_WORKER_TIMEOUT, else DEFAULT_WORKER_TIMEOUT.
+    Precedence: `value` (--worker_timeout, i.e. TrainConfig.worker_timeout) when given, else
+    $TFCYCLEGAN_WORKER_TIMEOUT when set (0 there = wait forever), else DEFAULT_WORKER_TIMEOUT.
     """
     if value is None:
         raw = os.environ.get(WORKER_TIMEOUT_ENV, "").strip()
@@ -75,9 +85,13 @@ def worker_timeout(value: float | None = None) -> float | None:
             value = float(raw) if raw else DEFAULT_WORKER_TIMEOUT
         except ValueError:
             raise ConfigError(f"${WORKER_TIMEOUT_ENV} must be a number of seconds (0 = no timeout). Received: {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"The worker timeout must be >= 0 seconds (0 = no timeout). Received: {value!r}")
-    return float(value) or None
+        if not math.isfinite(value) or value < 0:
+            raise ConfigError(f"${WORKER_TIMEOUT_ENV} must be a finite number of seconds >= 0 (0 = no timeout). "
+                              f"Received: {raw!r}")
+        return value or None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--worker_timeout must be a positive, finite number of seconds. Received: {value!r}")
+    return float(value)
 
 
 # -- TF_CONFIG ------------------------------------------------------------------------------------
@@ -177,7 +191,7 @@ def _describe(tf_config: dict) -> str:
 def make_strategy(name: str = "auto", *, timeout: float | None = None) -> tf.distribute.Strategy:
     """The strategy `name` (see the module docstring); validates TF_CONFIG first.
 
-    timeout: the worker timeout in seconds (None: $TFCYCLEGAN_WORKER_TIMEOUT or 600; 0: none).
+    timeout: --worker_timeout in seconds, or None (see `worker_timeout`).
     Create it before any other TensorFlow work: multi-worker collectives are configured at
     program start-up.
     """
@@ -212,8 +226,8 @@ def make_strategy(name: str = "auto", *, timeout: float | None = None) -> tf.dis
             raise
         raise ClusterError(
             f"Gave up after {seconds:.0f} s waiting for the other workers to start (this process is "
-            f"{_describe(tf_config)}). Start every worker of TF_CONFIG within ${WORKER_TIMEOUT_ENV} "
-            f"seconds of each other, or raise it. ({str(e).splitlines()[0][:200]})"
+            f"{_describe(tf_config)}). Start every worker of TF_CONFIG within {seconds:.0f} s of each other, "
+            f"or raise --worker_timeout. ({str(e).splitlines()[0][:200]})"
         ) from e
 
 
@@ -335,6 +349,10 @@ def agree_on_overflow(optimizer, grads: list) -> list:
     return [g if g is None else g + tf.cast(poison, g.dtype) for g in grads]
 
 
+_TASK_NAME = re.compile(r"/job:(\w+)/replica:\d+/task:(\d+)")
+_barrier_ids = itertools.count()  # every worker calls the barriers in the same order
+
+
 def _tf_config_task() -> str | None:
     """"worker 1" when TF_CONFIG describes a cluster of several tasks, else None."""
     try:
@@ -346,12 +364,97 @@ def _tf_config_task() -> str | None:
         return None
 
 
+def _missing_tasks(message: str, own: str | None, *, unavailable: bool = False) -> list[str]:
+    """The tasks TensorFlow names as lost in an error, as "worker 1", without `own`.
+
+    Reads the names after "unhealthy" (the coordination service lost their heartbeats) and
+    "timed out task names" (they did not reach a barrier), and, for an UnavailableError (a
+    connection broke), the one after "remote target". Other task names in a message (who
+    reported the error, who came first to a barrier, who relayed a timeout) are not lost ones.
+    """
+    names = []
+    for marker in ("unhealthy", "timed out task names"):
+        at = message.find(marker)
+        if at >= 0:
+            names += _TASK_NAME.findall(message[at:])
+    if unavailable:
+        names += re.findall(r"remote target /job:(\w+)/replica:\d+/task:(\d+)", message)
+    return [n for n in dict.fromkeys(f"{job} {index}" for job, index in names) if n != own]
+
+
+def wait_for_workers(strategy: tf.distribute.Strategy, what: str, timeout: float | None = None) -> None:
+    """A barrier: returns once every worker called it, or raises DeadlineExceededError naming
+    the ones that did not within the worker timeout. A no-op outside a multi-worker cluster.
+
+    what: what the workers are about to do together, for the barrier's id ("build the model");
+    timeout: --worker_timeout or None (see `worker_timeout`).
+    """
+    seconds = worker_timeout(timeout)
+    if num_workers(strategy) == 1 or not seconds:
+        return
+    from tensorflow.python.eager import context  # the coordination service's barrier has no public API
+
+    context.context().wait_at_barrier(f"tfcyclegan: {what} #{next(_barrier_ids)}", int(seconds * 1000))
+
+
 @contextlib.contextmanager
-def explain_cluster_errors(checkpoint_dir: str):
-    """Turns a collective aborted by a lost or stuck worker into a ClusterError saying how to resume.
+def watchdog(strategy: tf.distribute.Strategy, what: str, timeout: float | None = None):
+    """Aborts this worker's collectives when the block takes longer than the worker timeout.
+
+    For work whose collectives have no timeout of their own: the broadcast of the initial
+    weights, when the variables are created. The block then raises DeadlineExceededError
+    with a message that says what it was waiting for. A no-op outside a multi-worker cluster.
+    """
+    seconds = worker_timeout(timeout)
+    if num_workers(strategy) == 1 or not seconds:
+        yield
+        return
+    from tensorflow.python.eager import context
+
+    def give_up():
+        context.context().abort_collective_ops(
+            tf.errors.DEADLINE_EXCEEDED,
+            f"{task_name(strategy)} waited more than {seconds:.0f} s for the other workers to {what}",
+        )
+
+    timer = threading.Timer(seconds, give_up)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _who_is_missing(seconds: float, own: str | None) -> list[str]:
+    """After a collective failed without naming a lost worker (a timeout says nobody): the
+    workers that do not reach a barrier within `seconds`.
+
+    The workers still alive fail in the same collective at about the same time and come
+    here; a hung or dead one does not, and the barrier's error names it. [] if all came (no
+    worker is stuck: the timeout was too short) or if the cluster cannot answer.
+    """
+    from tensorflow.python.eager import context
+
+    if context.context().coordination_service is None:
+        return []
+    try:
+        context.context().wait_at_barrier(f"tfcyclegan: who is missing #{next(_barrier_ids)}", int(seconds * 1000))
+    except tf.errors.OpError as e:
+        return _missing_tasks(e.message or "", own)
+    except Exception:  # noqa: BLE001 -- a diagnosis on the way out must not hide the real error
+        return []
+    return []
+
+
+@contextlib.contextmanager
+def explain_cluster_errors(checkpoint_dir: str, *, timeout: float | None = None):
+    """Turns a collective aborted by a lost or stuck worker into a ClusterError that names the
+    lost worker and says how to resume.
 
     Wrap the whole run, strategy creation included (the first collectives broadcast the
-    initial weights). Outside a multi-worker cluster (TF_CONFIG) errors pass unchanged.
+    initial weights). timeout: the run's worker timeout (see `worker_timeout`). Outside a
+    multi-worker cluster (TF_CONFIG) errors pass unchanged.
     """
     try:
         yield
@@ -359,14 +462,21 @@ def explain_cluster_errors(checkpoint_dir: str):
         task = _tf_config_task()
         if task is None:
             raise
-        lines = [line.strip() for line in (e.message or "").splitlines() if line.strip()]
-        keys = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "/job:", "socket", "connect")
+        message = e.message or ""
+        lines = [line.strip() for line in message.splitlines() if line.strip()]
+        keys = ("unhealthy", "heartbeat", "deadline", "timed out", "timeout", "waited more than", "/job:", "socket",
+                "connect")
         cause = " ".join(line for line in lines if any(k in line.lower() for k in keys))[:400] or lines[0][:400]
-        seconds = worker_timeout()
+        seconds = worker_timeout(timeout)
+        missing = _missing_tasks(message, task, unavailable=isinstance(e, tf.errors.UnavailableError))
+        if not missing and seconds:
+            missing = _who_is_missing(min(seconds / 2, 30.0), task)
+        lost = f"lost {' and '.join(missing)}" if missing else "lost the other workers"
         latest = tf.train.latest_checkpoint(checkpoint_dir)
         raise ClusterError(
-            f"{task} lost the other workers ({type(e).__name__}: {cause}). A worker died, hung, or lost its "
-            "network; this one stops rather than wait forever (a collective waits at most "
-            f"{'forever' if seconds is None else f'{seconds:.0f} s'}: ${WORKER_TIMEOUT_ENV}). Restart every worker "
-            f"with the same command and TF_CONFIG to resume from {latest or 'the start (no checkpoint yet)'}."
+            f"{task} {lost} ({type(e).__name__}: {cause}). A worker died, hung, or lost its network; this one "
+            "stops rather than wait forever (it waits at most "
+            f"{'forever' if seconds is None else f'{seconds:.0f} s'}: --worker_timeout or ${WORKER_TIMEOUT_ENV}). "
+            f"Restart every worker with the same command and TF_CONFIG to resume from "
+            f"{latest or 'the start (no checkpoint yet)'}."
         ) from e

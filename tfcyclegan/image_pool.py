@@ -11,6 +11,12 @@ at the start of each stage. Under a tf.distribute strategy the variables are per
 (ON_READ), so each replica keeps its own history, as each PyTorch process does. Randomness
 is stateless, seeded by the caller (from the global step), so a resumed run draws exactly
 what an uninterrupted run would.
+
+Checkpoints: TensorFlow saves an ON_READ variable as one value (here replica 0's) and
+restores that value into every replica. So the checkpoint holds instead a stacked copy of
+every replica's pool, `replica_images` (replicas, pool_size, H, W, 3) and `replica_counts`
+(replicas,), ordered by replica id across all workers: call `stack_replicas()` before
+saving (a collective: every worker calls it) and `unstack_replicas()` after restoring.
 """
 
 from __future__ import annotations
@@ -34,6 +40,72 @@ class ImagePool(tf.Module):
             name="images", **per_replica,
         )
         self.count = tf.Variable(0, dtype=tf.int32, name="count", **per_replica)
+        # What a checkpoint holds (see the module docstring); mirrored, the same on every worker.
+        self.replica_images = tf.Variable(
+            tf.zeros([0, self.pool_size, 0, 0, 3]), shape=tf.TensorShape([None, self.pool_size, None, None, 3]),
+            trainable=False, name="replica_images",
+        )
+        self.replica_counts = tf.Variable(tf.zeros([0], tf.int32), shape=tf.TensorShape([None]), trainable=False,
+                                          name="replica_counts")
+        self._strategy = tf.distribute.get_strategy()  # the one the pool is built under
+        self._stack_fn = self._unstack_fn = None
+
+    def _trackable_children(self, save_type="checkpoint", **kwargs):
+        # Checkpoints hold replica_images/replica_counts: the per-replica variables would be
+        # saved as replica 0's value alone and restored into every replica.
+        children = super()._trackable_children(save_type, **kwargs)
+        return {name: child for name, child in children.items() if name not in ("images", "count")}
+
+    def stack_replicas(self) -> None:
+        """Copies every replica's pool into replica_images/replica_counts. Call before saving.
+
+        Under MultiWorkerMirroredStrategy this is an all-gather: every worker must call it.
+        """
+        local = self._strategy.experimental_local_results
+        if int(tf.size(local(self.images)[0])) == 0:
+            return  # pool_size 0, or never sized by `reset`: nothing to keep (an empty all-gather crashes)
+        if not isinstance(self._strategy, tf.distribute.MultiWorkerMirroredStrategy):
+            # All replicas are local, in replica-id order. (No collective: under
+            # MirroredStrategy one here clashed with the train step's collective keys.)
+            self.replica_images.assign(tf.stack([v.read_value() for v in local(self.images)]))
+            self.replica_counts.assign(tf.stack([v.read_value() for v in local(self.count)]))
+            return
+        if self._stack_fn is None:
+            def own_pool():
+                return self.images.read_value()[tf.newaxis], self.count.read_value()[tf.newaxis]
+
+            @tf.function
+            def stack():
+                images, counts = self._strategy.run(own_pool)
+                return self._strategy.gather(images, axis=0), self._strategy.gather(counts, axis=0)
+
+            self._stack_fn = stack
+        images, counts = self._stack_fn()
+        self.replica_images.assign(images)
+        self.replica_counts.assign(counts)
+
+    def unstack_replicas(self) -> None:
+        """Gives each replica its own pool from replica_images/replica_counts. Call after restoring.
+
+        Replica r takes the pool saved for replica r; when the run has more replicas than the
+        checkpoint, replica r takes that of replica r mod (replicas saved). A checkpoint that
+        holds no pool (replicas saved = 0) leaves the pools as they are.
+        """
+        if int(tf.shape(self.replica_counts)[0]) == 0:
+            return
+        if self._unstack_fn is None:
+            def local():
+                saved = tf.shape(self.replica_counts, out_type=tf.int32)[0]
+                replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32) % saved
+                self.images.assign(self.replica_images[replica])
+                self.count.assign(self.replica_counts[replica])
+
+            @tf.function
+            def unstack():
+                self._strategy.run(local)
+
+            self._unstack_fn = unstack
+        self._unstack_fn()
 
     def reset(self, height: int, width: int) -> None:
         """Empties the pool and sizes it for (height, width) images. Call outside the step."""

@@ -39,7 +39,7 @@ from tfcyclegan.cyclegan import LOSS_NAMES, CycleGAN
 # logged or how often a checkpoint is written, never what is trained.
 RESUMABLE_CHANGES = (
     "log_every_steps", "steps_per_call", "keep_checkpoints", "checkpoint_every_steps", "sample_count",
-    "eval_every_epochs", "eval_count", "oracle_dir",
+    "eval_every_epochs", "eval_count", "oracle_dir", "worker_timeout",
 )
 
 
@@ -83,7 +83,7 @@ class RunResult:
 
 
 class _Progress(tf.Module):
-    """Checkpointed position of the run."""
+    """Checkpointed position of the run, and the replica count that wrote it."""
 
     def __init__(self):
         super().__init__(name="progress")
@@ -91,6 +91,8 @@ class _Progress(tf.Module):
         self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.global_step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # The global batch is batch_size (config.json) x replicas: a step of the data stream.
+        self.replicas = tf.Variable(0, dtype=tf.int64, trainable=False, name="replicas")
 
     def get(self) -> Position:
         return Position(int(self.stage.numpy()), int(self.epoch.numpy()), int(self.step.numpy()), int(self.global_step.numpy()))
@@ -193,7 +195,7 @@ class Trainer:
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # initial weights; the step's draws are stateless
-        self.strategy = distribute.make_strategy(config.strategy)
+        self.strategy = distribute.make_strategy(config.strategy, timeout=config.worker_timeout)
         self.precision = distribute.resolve_precision(config.precision)
         self.chief = distribute.is_chief(self.strategy)
         prepare_workdir(workdir, config, write=self.chief)
@@ -201,23 +203,28 @@ class Trainer:
         self.global_batch = config.batch_size * self.strategy.num_replicas_in_sync
         natural = data_lib.steps_per_epoch(self.domains, self.global_batch)
         self.steps_per_epoch = min(natural, config.steps_per_epoch) if config.steps_per_epoch else natural
-        with self.strategy.scope():
-            self.model = CycleGAN(config, self.strategy, precision=self.precision)
-        self.progress = _Progress()
-        self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self.model.checkpoint_items())
-        directory = ckpt_layout.checkpoint_dir(workdir)
-        if not self.chief:
-            # Every worker must take part in a save (it is collective), but only the chief's
-            # copy is kept; the others write to a scratch folder and delete it.
-            directory = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}_checkpoints")
-        self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
-        self.restored_from = None
-        self._oracle = None
-        # Every worker resumes from the chief's checkpoints (a workdir on shared storage).
-        latest = tf.train.latest_checkpoint(ckpt_layout.checkpoint_dir(workdir))
-        if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
-            self.restored_from = latest
+        # Creating the variables broadcasts the chief's initial weights, a collective without a
+        # timeout: meet first (a worker stuck loading its data is named after the timeout), and
+        # bound the build and the restore (a worker that hangs inside them).
+        timeout = config.worker_timeout
+        distribute.wait_for_workers(self.strategy, "build the model", timeout)
+        with distribute.watchdog(self.strategy, "build the model and restore the checkpoint", timeout):
+            with self.strategy.scope():
+                self.model = CycleGAN(config, self.strategy, precision=self.precision)
+            self.progress = _Progress()
+            self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self.model.checkpoint_items())
+            directory = ckpt_layout.checkpoint_dir(workdir)
+            if not self.chief:
+                # Every worker must take part in a save (it is collective), but only the chief's
+                # copy is kept; the others write to a scratch folder and delete it.
+                directory = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}_checkpoints")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
+            self.restored_from = None
+            self._oracle = None
+            # Every worker resumes from the chief's checkpoints (a workdir on shared storage).
+            latest = tf.train.latest_checkpoint(ckpt_layout.checkpoint_dir(workdir))
+            if latest:
+                self._restore(latest)
         distribute.check_workers_agree(self.strategy, self.progress.get().global_step, ckpt_layout.checkpoint_dir(workdir))
         self.logdir = os.path.join(workdir, "logs")
         self.writer = tf.summary.create_file_writer(self.logdir) if self.chief else tf.summary.create_noop_writer()
@@ -228,11 +235,50 @@ class Trainer:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _restore(self, path: str) -> None:
+        """Restores `path` (networks, optimizers, each replica's pools, position) and checks
+        that this run's replica count can continue from it."""
+        try:
+            self.checkpoint.restore(path).assert_existing_objects_matched()
+        except AssertionError as e:
+            raise WorkdirError(
+                f"Checkpoint {path} lacks part of what this version of tfcyclegan saves ({str(e)[:300]}): it was "
+                "written by an older version. Resume it with the version that wrote it, or start a new --workdir."
+            ) from e
+        self.restored_from = path
+        for pool in (self.model.pool_a, self.model.pool_b):
+            pool.unstack_replicas()
+        saved, now = int(self.progress.replicas.numpy()), self.strategy.num_replicas_in_sync
+        position = self.progress.get()
+        if saved == now or position.step == 0:
+            if saved != now:
+                self._log(f"Resuming at an epoch boundary with {now} replicas (global batch {self.global_batch}); "
+                          f"{path} was written with {saved} (global batch {self.config.batch_size * saved}).")
+            return
+        # The data stream continues at batch `step` of the epoch's order: that batch only
+        # exists for the global batch that wrote the checkpoint.
+        batch = self.config.batch_size
+        old_steps = data_lib.steps_per_epoch(self.domains, batch * saved)
+        if self.config.steps_per_epoch:
+            old_steps = min(old_steps, self.config.steps_per_epoch)
+        epoch_end = position.global_step + old_steps - position.step
+        raise WorkdirError(
+            f"Checkpoint {path} stopped in the middle of an epoch (stage {position.stage + 1}, epoch "
+            f"{position.epoch + 1}, step {position.step} of {old_steps}) of a run on {saved} replica(s), global batch "
+            f"{batch * saved} (--batch_size={batch} x {saved}); this run has {now} replica(s), global batch "
+            f"{batch * now}. The rest of that epoch cannot be replayed with another global batch. Finish the epoch on "
+            f"{saved} replica(s) (the same GPUs/workers as before) by rerunning the command there with "
+            f"--max_steps={epoch_end}; from the checkpoint at the epoch's end any number of replicas can continue."
+        )
+
     def epoch_offset(self, stage: int) -> int:
         return sum(s.epochs for s in self.config.schedule.stages[:stage])
 
     def save(self, position: Position) -> str:
         self.progress.set(position)
+        self.progress.replicas.assign(self.strategy.num_replicas_in_sync)
+        for pool in (self.model.pool_a, self.model.pool_b):
+            pool.stack_replicas()  # an all-gather: every worker saves
         path = self.manager.save(checkpoint_number=position.global_step)
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
@@ -415,6 +461,6 @@ class Trainer:
 def run(config: config_lib.TrainConfig, workdir: str, *, max_steps: int | None = None, data_cache_dir: str | None = None,
         on_step: Callable[[Position, dict[str, float]], None] | None = None, quiet: bool = False) -> RunResult:
     """Trains (or resumes) `config` in `workdir`. See the module docstring."""
-    with distribute.explain_cluster_errors(ckpt_layout.checkpoint_dir(workdir)):
+    with distribute.explain_cluster_errors(ckpt_layout.checkpoint_dir(workdir), timeout=config.worker_timeout):
         trainer = Trainer(config, workdir, data_cache_dir=data_cache_dir, on_step=on_step, quiet=quiet)
         return trainer.run(max_steps=max_steps)

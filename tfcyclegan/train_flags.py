@@ -5,6 +5,7 @@ Precedence: TrainConfig defaults < --preset < flags given on the command line.
 
 from __future__ import annotations
 
+import math
 import os
 
 from absl import flags
@@ -21,7 +22,7 @@ FLAG_FIELDS = {
     "checkpoint_every_steps": "checkpoint_every_steps", "keep_checkpoints": "keep_checkpoints",
     "steps_per_epoch": "steps_per_epoch", "steps_per_call": "steps_per_call", "log_every_steps": "log_every_steps",
     "sample_count": "sample_count", "eval_every_epochs": "eval_every_epochs", "eval_count": "eval_count",
-    "oracle": "oracle_dir",
+    "oracle": "oracle_dir", "worker_timeout": "worker_timeout",
     "learning_rate": "optim.learning_rate", "beta_1": "optim.beta_1", "beta_2": "optim.beta_2",
     "decay_epochs": "optim.decay_epochs",
     "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
@@ -51,8 +52,9 @@ def define_flags() -> None:
     d.DEFINE_integer("seed", None, "Seed for weights, data order and augmentation (default 0).")
     d.DEFINE_boolean("deterministic", None, "Op determinism: a resumed run equals an uninterrupted one bit for bit.")
     d.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "auto: mixed_float16 on GPU, float32 on CPU.")
-    d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored. "
-                  "Multi-worker: a worker waits at most $TFCYCLEGAN_WORKER_TIMEOUT s (default 600) for the others.")
+    d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored.")
+    d.DEFINE_float("worker_timeout", None, "Multi-worker: seconds a worker waits for the others (start-up, every "
+                   "collective) before it stops with a message. Default $TFCYCLEGAN_WORKER_TIMEOUT, else 600.")
     d.DEFINE_integer("checkpoint_every_steps", None, "Also checkpoint every N steps (default: once per epoch).")
     d.DEFINE_integer("keep_checkpoints", None, "Checkpoints kept (default 3).")
     d.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch (default max(|A|,|B|) / global batch).")
@@ -90,6 +92,11 @@ def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
     # the command line gives.
     overrides = dict(config_lib.PRESETS[values.preset]) if values.preset else {}
     overrides.update({field: values[name].value for name, field in FLAG_FIELDS.items() if values[name].value is not None})
+    timeout = values.worker_timeout
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+        raise config_lib.ConfigError(
+            f"--worker_timeout must be a positive number of seconds, e.g. --worker_timeout=600 (to wait forever, "
+            f"leave it out and set $TFCYCLEGAN_WORKER_TIMEOUT=0). Received: --worker_timeout={timeout!r}")
     if values.no_flip:
         overrides["data.flip"] = False
     if "data.dataset" not in overrides and values.data_dir:
