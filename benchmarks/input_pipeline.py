@@ -94,7 +94,7 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, mode
         constant = tf.data.Dataset.from_tensors(first).repeat().with_options(dataset.options())
 
         def run(ds, n):
-            iterator = iter(strategy.experimental_distribute_dataset(ds))
+            iterator = distribute.iterate(strategy, ds)  # as the trainer iterates
             gan.train_steps(iterator, first_step=0, steps=1, global_batch=global_batch)  # warm up (and trace)
             start, cpu = time.perf_counter(), time.process_time()
             losses = gan.train_steps(iterator, first_step=1, steps=n, global_batch=global_batch)

@@ -70,7 +70,9 @@ def _iterator(strategy, *, size: int, global_batch: int):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = generic_image_shape(ds.prefetch(2)).with_options(options)  # one trace for every size, as the trainer
-    return iter(strategy.experimental_distribute_dataset(ds))
+    from tfcyclegan import distribute
+
+    return distribute.iterate(strategy, ds)  # as the trainer iterates
 
 
 def _time_steps(model, strategy, iterator, *, global_batch: int, steps: int, first_step: int) -> float:

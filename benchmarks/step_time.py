@@ -31,7 +31,7 @@ import tensorflow as tf
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere without installing
 
 from tfcyclegan import config as config_lib  # noqa: E402
-from tfcyclegan import hardware  # noqa: E402
+from tfcyclegan import distribute, hardware  # noqa: E402
 from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
 from tfcyclegan.schedule import generic_image_shape  # noqa: E402
 
@@ -76,7 +76,7 @@ def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch * 2, size, size, 3)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((images, images[::-1])).repeat().batch(batch, drop_remainder=True)
-    iterator = iter(strategy.experimental_distribute_dataset(generic_image_shape(ds.prefetch(2))))
+    iterator = distribute.iterate(strategy, generic_image_shape(ds.prefetch(2)))
     model.reset_pools(size)
     step = 0
 

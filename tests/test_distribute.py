@@ -353,3 +353,21 @@ def test_a_different_replica_count_is_refused_mid_epoch_and_accepted_at_an_epoch
         assert saved.shape[0] == 1 and restored.shape[0] == 2
         for replica in range(2):  # more replicas than saved: each takes saved replica (r mod 1)
             np.testing.assert_array_equal(restored[replica], saved[0])
+
+
+def test_one_replica_iterates_the_dataset_itself_several_use_the_distributed_iterator():
+    dataset = tf.data.Dataset.range(4)
+    single = distribute.iterate(tf.distribute.MirroredStrategy(["/cpu:0"]), dataset)
+    assert isinstance(single, tf.data.Iterator) and int(next(single)) == 0
+
+    class TwoReplicas:
+        num_replicas_in_sync = 2
+        distributed = []
+
+        def experimental_distribute_dataset(self, ds):
+            self.distributed.append(ds)
+            return [("replica 0", "replica 1")]
+
+    strategy = TwoReplicas()
+    assert next(distribute.iterate(strategy, dataset)) == ("replica 0", "replica 1")
+    assert strategy.distributed == [dataset]

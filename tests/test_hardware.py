@@ -57,3 +57,15 @@ def test_residual_block_probe_really_runs_both_policies():
     for dtype in ("float32", "mixed_bfloat16"):
         seconds = hardware.time_residual_block(dtype, size=8, channels=8, repeats=2)
         assert 0 < seconds < 30
+
+
+def test_precision_auto_on_a_cpu_follows_the_probe(monkeypatch):
+    from tfcyclegan import distribute
+
+    monkeypatch.setattr(distribute, "has_gpu", lambda: False)
+    for verdict in ("mixed_bfloat16", "float32"):
+        monkeypatch.setattr(hardware, "cpu_precision", lambda verdict=verdict: verdict)
+        assert distribute.resolve_precision("auto") == verdict
+        assert distribute.resolve_precision("float32") == "float32"
+    monkeypatch.setattr(distribute, "has_gpu", lambda: True)
+    assert distribute.resolve_precision("auto") == "mixed_float16"

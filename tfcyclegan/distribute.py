@@ -50,6 +50,7 @@ import threading
 
 import tensorflow as tf
 
+from tfcyclegan import hardware
 from tfcyclegan.config import ConfigError
 
 WORKER_TIMEOUT_ENV = "TFCYCLEGAN_WORKER_TIMEOUT"
@@ -68,8 +69,10 @@ def has_gpu() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
+    """auto: mixed_float16 on a GPU; on a CPU, mixed_bfloat16 where a timed residual block runs
+    faster in it (hardware.cpu_precision, decided once per CPU model), else float32."""
     if precision == "auto":
-        return "mixed_float16" if has_gpu() else "float32"
+        return "mixed_float16" if has_gpu() else hardware.cpu_precision()
     return precision
 
 
@@ -263,6 +266,19 @@ def _cluster(strategy: tf.distribute.Strategy) -> dict:
     if resolver is None or not getattr(resolver, "cluster_spec", None):
         return {}
     return resolver.cluster_spec().as_dict()
+
+
+def iterate(strategy: tf.distribute.Strategy, dataset: tf.data.Dataset):
+    """An iterator over `dataset` (global batches) to call next() on inside `strategy.run` loops.
+
+    With several replicas, the strategy's distributed iterator (each replica its share, each
+    worker its shard). With one, the dataset's own iterator: the distributed one prefetches on
+    a thread of its own that took 0.25 s of a 0.75 s full-model step at 48 px on 2 CPU cores
+    (0.49 s without it), and one replica needs nothing it does.
+    """
+    if strategy.num_replicas_in_sync == 1:
+        return iter(dataset)
+    return iter(strategy.experimental_distribute_dataset(dataset))
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

@@ -336,7 +336,7 @@ class Trainer:
                         self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
                         epoch=global_epoch, skip_batches=position.step,
                     )
-                    iterator = iter(self.strategy.experimental_distribute_dataset(generic_image_shape(dataset)))
+                    iterator = distribute.iterate(self.strategy, generic_image_shape(dataset))
                     bar = tqdm(
                         total=self.steps_per_epoch, initial=position.step, unit="step", file=sys.stderr,
                         desc=f"stage {position.stage + 1}/{len(stages)} {stage.size}px epoch {position.epoch + 1}/{stage.epochs}",

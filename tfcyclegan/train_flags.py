@@ -51,7 +51,7 @@ def define_flags() -> None:
     d.DEFINE_integer("pool_size", None, "Image pool size (default 50; 0 disables).")
     d.DEFINE_integer("seed", None, "Seed for weights, data order and augmentation (default 0).")
     d.DEFINE_boolean("deterministic", None, "Op determinism: a resumed run equals an uninterrupted one bit for bit.")
-    d.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "auto: mixed_float16 on GPU, float32 on CPU.")
+    d.DEFINE_enum("precision", None, list(config_lib.PRECISIONS), "auto: mixed_float16 on GPU; on CPU mixed_bfloat16 where a timed probe finds it faster (decided once per CPU model), else float32.")
     d.DEFINE_enum("strategy", None, list(config_lib.STRATEGIES), "auto: multi_worker with TF_CONFIG, else mirrored.")
     d.DEFINE_float("worker_timeout", None, "Multi-worker: seconds a worker waits for the others (start-up, every "
                    "collective) before it stops with a message. Default $TFCYCLEGAN_WORKER_TIMEOUT, else 600.")
