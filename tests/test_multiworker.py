@@ -66,6 +66,20 @@ def _finish(proc: subprocess.Popen, timeout: float) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
+def _results(procs: list[subprocess.Popen], timeout: float = 300) -> list[dict]:
+    """Waits for every worker; each must exit 0. Their JSON reports (last stdout line), in order.
+    Any still running (because an assertion failed first) are killed."""
+    try:
+        results = []
+        for proc in procs:
+            code, out, err = _finish(proc, timeout=timeout)
+            assert code == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        return results
+    finally:
+        _kill(*procs)
+
+
 @pytest.fixture(scope="module")
 def warm_cache(synthetic_cache):
     """Generates the tiny synthetic faces once, so concurrent workers only read the cache."""
@@ -149,17 +163,7 @@ def test_two_workers_hold_identical_weights_equal_to_one_process_with_the_same_g
     procs = [_worker(two, tmp_path / "cluster", warm_cache, f"--out={tmp_path}/w{i}.npz", "--record_steps",
                      env=_env(_cluster(ports, i))) for i in range(2)]
     procs.append(_worker(one, tmp_path / "single", warm_cache, f"--out={tmp_path}/one.npz", "--record_steps", env=_env()))
-    results = []
-    try:
-        for proc in procs:
-            code, out, err = _finish(proc, timeout=600)
-            assert code == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+    results = _results(procs, timeout=600)
     assert [(r["chief"], r["replicas"], r["global_step"]) for r in results] == [(True, 2, 3), (False, 2, 3), (True, 1, 3)]
 
     w0, w1, single = (dict(np.load(tmp_path / f"{name}.npz")) for name in ("w0", "w1", "one"))
@@ -277,14 +281,7 @@ def test_a_killed_worker_stops_the_other_within_the_timeout_and_a_restart_resume
     ports = _free_ports(2)
     procs = [_worker(config, workdir, warm_cache, f"--out={tmp_path}/w{i}.npz", env=_env(_cluster(ports, i)))
              for i in range(2)]
-    try:
-        results = []
-        for proc in procs:
-            code, out, err = _finish(proc, timeout=300)
-            assert code == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        _kill(*procs)
+    results = _results(procs)
     for r in results:
         assert r["restored_from"] == str(checkpoint) and r["finished"] and r["global_step"] == 6, r
         assert sorted(r["losses"], key=int) == ["3", "4", "5", "6"]  # steps 3..6 ran again, not 1..6
@@ -315,14 +312,7 @@ def test_float16_overflow_on_one_worker_skips_the_step_on_both(tmp_path, warm_ca
     procs = [_worker(config, tmp_path / "run", warm_cache, f"--out={tmp_path}/w0.npz", *common, env=_env(_cluster(ports, 0))),
              _worker(config, tmp_path / "run", warm_cache, f"--out={tmp_path}/w1.npz", *common, "--overflow_first_step",
                      env=_env(_cluster(ports, 1)))]
-    try:
-        results = []
-        for proc in procs:
-            code, out, err = _finish(proc, timeout=300)
-            assert code == 0, err[-3000:]
-            results.append(json.loads(out.strip().splitlines()[-1]))
-    finally:
-        _kill(*procs)
+    results = _results(procs)
     for r in results:
         assert r["global_step"] == 2
         # Step 1 overflowed somewhere: the scale halves on both workers; step 2 is finite.
