@@ -69,3 +69,14 @@ def test_precision_auto_on_a_cpu_follows_the_probe(monkeypatch):
         assert distribute.resolve_precision("float32") == "float32"
     monkeypatch.setattr(distribute, "has_gpu", lambda: True)
     assert distribute.resolve_precision("auto") == "mixed_float16"
+
+
+def test_the_log_line_names_the_cpu_and_the_probe_verdict(monkeypatch, fresh_probe):
+    from tfcyclegan import distribute
+
+    monkeypatch.setattr(distribute, "has_gpu", lambda: False)
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("CPU Z", frozenset({"avx512_bf16"})))
+    monkeypatch.setattr(hardware, "time_residual_block", lambda dtype: {"float32": 1.0}.get(dtype, 1.6))
+    assert distribute.describe_device() == "CPU Z: a residual block runs 0.62x as fast in bfloat16"
+    monkeypatch.setattr(hardware, "cpu_model_and_flags", lambda: ("Old CPU", frozenset({"avx2"})))
+    assert distribute.describe_device() == "Old CPU, no bfloat16 instructions"

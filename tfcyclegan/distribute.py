@@ -68,6 +68,16 @@ def has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def describe_device() -> str:
+    """'GPU' or the CPU model with the bfloat16 probe's verdict, for the run's log."""
+    if has_gpu():
+        return "GPU"
+    model, flags = hardware.cpu_model_and_flags()
+    if not hardware.has_bf16_instructions(flags):
+        return f"{model}, no bfloat16 instructions"
+    return f"{model}: a residual block runs {hardware.bf16_speedup():.2f}x as fast in bfloat16"
+
+
 def resolve_precision(precision: str) -> str:
     """auto: mixed_float16 on a GPU; on a CPU, mixed_bfloat16 where a timed residual block runs
     faster in it (hardware.cpu_precision, decided once per CPU model), else float32."""

@@ -315,6 +315,8 @@ class Trainer:
         position = self.progress.get()
         last_ckpt = self.restored_from
         last_losses: dict[str, float] = {}
+        if cfg.precision == "auto":
+            self._log(f"Precision: {self.precision} (--precision=auto on {distribute.describe_device()}).")
         if self.restored_from:
             self._log(f"Resuming from {self.restored_from}: stage {position.stage + 1}/{len(stages)}, "
                       f"epoch {position.epoch + 1}, step {position.step}, global step {position.global_step}")
