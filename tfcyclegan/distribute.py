@@ -112,6 +112,11 @@ def worker_timeout(value: float | None = None) -> float | None:
 _EXAMPLE = ('{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}')
 
 
+def _task_count(cluster: dict) -> int:
+    """Tasks in a TF_CONFIG cluster ({"worker": [...], "chief": [...]})."""
+    return sum(len(tasks) for tasks in cluster.values())
+
+
 def _split_address(address) -> tuple[str, int] | None:
     if not isinstance(address, str):
         return None
@@ -215,7 +220,7 @@ def make_strategy(name: str = "auto", *, timeout: float | None = None) -> tf.dis
         raise ConfigError(f"Unknown strategy {name!r}: use auto, mirrored, multi_worker or one_device.")
     tf_config = _validated_tf_config(raw_tf_config) if raw_tf_config else None
     if name != "multi_worker":
-        if tf_config is not None and sum(len(v) for v in tf_config["cluster"].values()) > 1:
+        if tf_config is not None and _task_count(tf_config["cluster"]) > 1:
             raise ConfigError(
                 f"TF_CONFIG describes a cluster (this process: {_describe(tf_config)}), but --strategy={name} trains "
                 "alone and every process would write the same checkpoints. Use --strategy=multi_worker (or auto), "
@@ -227,7 +232,7 @@ def make_strategy(name: str = "auto", *, timeout: float | None = None) -> tf.dis
 
     seconds = worker_timeout(timeout)
     options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=seconds)
-    if tf_config is None or sum(len(v) for v in tf_config["cluster"].values()) == 1:
+    if tf_config is None or _task_count(tf_config["cluster"]) == 1:
         return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     if seconds:
         _bound_start_up(tf_config["cluster"], seconds)
@@ -383,7 +388,7 @@ def _tf_config_task() -> str | None:
     """"worker 1" when TF_CONFIG describes a cluster of several tasks, else None."""
     try:
         tf_config = json.loads(os.environ.get("TF_CONFIG", "") or "{}")
-        if sum(len(v) for v in tf_config["cluster"].values()) < 2:
+        if _task_count(tf_config["cluster"]) < 2:
             return None
         return f"{tf_config['task']['type']} {tf_config['task']['index']}"
     except (ValueError, KeyError, TypeError, AttributeError):

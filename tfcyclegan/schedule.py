@@ -201,8 +201,7 @@ class Trainer:
         prepare_workdir(workdir, config, write=self.chief)
         self.domains = data_lib.load_domains(config.data, cache_dir=data_cache_dir)
         self.global_batch = config.batch_size * self.strategy.num_replicas_in_sync
-        natural = data_lib.steps_per_epoch(self.domains, self.global_batch)
-        self.steps_per_epoch = min(natural, config.steps_per_epoch) if config.steps_per_epoch else natural
+        self.steps_per_epoch = self._steps_per_epoch(self.global_batch)
         # Creating the variables broadcasts the chief's initial weights, a collective without a
         # timeout: meet first (a worker stuck loading its data is named after the timeout), and
         # bound the build and the restore (a worker that hangs inside them).
@@ -213,7 +212,8 @@ class Trainer:
                 self.model = CycleGAN(config, self.strategy, precision=self.precision)
             self.progress = _Progress()
             self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self.model.checkpoint_items())
-            directory = ckpt_layout.checkpoint_dir(workdir)
+            checkpoints = ckpt_layout.checkpoint_dir(workdir)
+            directory = checkpoints
             if not self.chief:
                 # Every worker must take part in a save (it is collective), but only the chief's
                 # copy is kept; the others write to a scratch folder and delete it.
@@ -222,10 +222,10 @@ class Trainer:
             self.restored_from = None
             self._oracle = None
             # Every worker resumes from the chief's checkpoints (a workdir on shared storage).
-            latest = tf.train.latest_checkpoint(ckpt_layout.checkpoint_dir(workdir))
+            latest = tf.train.latest_checkpoint(checkpoints)
             if latest:
                 self._restore(latest)
-        distribute.check_workers_agree(self.strategy, self.progress.get().global_step, ckpt_layout.checkpoint_dir(workdir))
+        distribute.check_workers_agree(self.strategy, self.progress.get().global_step, checkpoints)
         self.logdir = os.path.join(workdir, "logs")
         self.writer = tf.summary.create_file_writer(self.logdir) if self.chief else tf.summary.create_noop_writer()
         self.samples_dir = os.path.join(workdir, "samples")
@@ -258,9 +258,7 @@ class Trainer:
         # The data stream continues at batch `step` of the epoch's order: that batch only
         # exists for the global batch that wrote the checkpoint.
         batch = self.config.batch_size
-        old_steps = data_lib.steps_per_epoch(self.domains, batch * saved)
-        if self.config.steps_per_epoch:
-            old_steps = min(old_steps, self.config.steps_per_epoch)
+        old_steps = self._steps_per_epoch(batch * saved)
         epoch_end = position.global_step + old_steps - position.step
         raise WorkdirError(
             f"Checkpoint {path} stopped in the middle of an epoch (stage {position.stage + 1}, epoch "
@@ -270,6 +268,11 @@ class Trainer:
             f"{saved} replica(s) (the same GPUs/workers as before) by rerunning the command there with "
             f"--max_steps={epoch_end}; from the checkpoint at the epoch's end any number of replicas can continue."
         )
+
+    def _steps_per_epoch(self, global_batch: int) -> int:
+        """max(|A|, |B|) / global batch, capped by --steps_per_epoch."""
+        natural = data_lib.steps_per_epoch(self.domains, global_batch)
+        return min(natural, self.config.steps_per_epoch) if self.config.steps_per_epoch else natural
 
     def epoch_offset(self, stage: int) -> int:
         return sum(s.epochs for s in self.config.schedule.stages[:stage])
