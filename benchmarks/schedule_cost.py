@@ -1,7 +1,7 @@
 """What the progressive schedule costs against training at 256 px only, and memory per stage.
 
     python benchmarks/schedule_cost.py                      # full model, the progressive schedule
-    python benchmarks/schedule_cost.py --steps=3 --repeats=3 --steps_per_call=4
+    python benchmarks/schedule_cost.py --steps=4 --repeats=3 --steps_per_call=1 --cpu_threads=tensorflow
 
 Times a fixed number of training steps at every stage size with the trainer's own step
 (the same compiled call, distributed dataset and generic-shape trace as train.py), then weights
@@ -60,16 +60,20 @@ def main() -> None:
     parser.add_argument("--schedule", default="progressive", help="a named schedule or a literal like 48:15,256:20")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per chunk")
     parser.add_argument("--repeats", type=int, default=2, help="timed chunks per size; the minimum is kept")
-    parser.add_argument("--steps_per_call", type=int, default=config_lib.TrainConfig().steps_per_call)
+    parser.add_argument("--steps_per_call", type=int, default=config_lib.TrainConfig().steps_per_call,
+                        help="0 (the trainer's default): by stage size, TrainConfig.steps_for_call")
+    parser.add_argument("--cpu_threads", default="auto", choices=config_lib.CPU_THREADS)
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--gen_blocks", type=int, default=9)
     args = parser.parse_args()
 
+    threads = distribute.configure_cpu_threads(args.cpu_threads)
     schedule = config_lib.Schedule.parse(args.schedule)
     sizes = sorted({stage.size for stage in schedule.stages} | {256})
     precision = distribute.resolve_precision(args.precision)
     strategy = tf.distribute.MirroredStrategy()
-    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=1)
+    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=1,
+                                 steps_per_call=args.steps_per_call)
     with strategy.scope():
         model = CycleGAN(cfg, strategy, precision=precision)
 
@@ -77,9 +81,9 @@ def main() -> None:
     for size in sizes:
         can_reset = reset_peak_rss()
         seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
-                             steps_per_call=args.steps_per_call)
-        stages[size] = {"size": size, "s_per_step": round(seconds, 4), "images_per_s": round(1 / seconds, 3),
-                        "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
+                             steps_per_call=cfg.steps_for_call(size))
+        stages[size] = {"size": size, "steps_per_call": cfg.steps_for_call(size), "s_per_step": round(seconds, 4),
+                        "images_per_s": round(1 / seconds, 3), "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
         print(json.dumps(stages[size]), file=sys.stderr, flush=True)
     t256 = stages[256]["s_per_step"]
     for size, row in stages.items():
@@ -90,6 +94,7 @@ def main() -> None:
     arithmetic = sum(stage.epochs * (stage.size / 256) ** 2 for stage in schedule.stages)
     print(json.dumps({
         "benchmark": "schedule_cost", **machine_info(), "precision": precision, "steps_per_call": args.steps_per_call,
+        "cpu_threads": threads or "tensorflow default",
         "schedule": [f"{s.size}:{s.epochs}" for s in schedule.stages],
         "stages": list(stages.values()),
         "schedule_cost_ratio": round(measured / (epochs_total * t256), 4),

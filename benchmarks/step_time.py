@@ -106,11 +106,13 @@ def main() -> None:
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--steps_per_call", type=int, default=1)
+    parser.add_argument("--steps_per_call", type=int, default=1, help="0: the trainer's default by stage size")
+    parser.add_argument("--cpu_threads", default="auto", choices=config_lib.CPU_THREADS)
     parser.add_argument("--gen_blocks", type=int, default=9)
     parser.add_argument("--reference", help="JSON output of benchmarks/reference_pytorch.py run on this machine")
     args = parser.parse_args()
     measured_reference = load_reference(args.reference)
+    threads = distribute.configure_cpu_threads(args.cpu_threads)
 
     strategy = tf.distribute.MirroredStrategy()
     results = []
@@ -121,7 +123,7 @@ def main() -> None:
                 model = CycleGAN(cfg, strategy, precision=precision)
             for size in (int(s) for s in args.sizes.split(",")):
                 seconds = time_steps(model, strategy, size=size, batch=batch, steps=args.steps, repeats=args.repeats,
-                                     steps_per_call=args.steps_per_call)
+                                     steps_per_call=args.steps_per_call or cfg.steps_for_call(size))
                 row = {"size": size, "batch": batch, "precision": precision, "s_per_step": round(seconds, 4),
                        "images_per_s": round(batch / seconds, 3)}
                 if batch == 1 and size in ISSUE_REFERENCE_S_PER_STEP:
@@ -132,7 +134,7 @@ def main() -> None:
                 results.append(row)
                 print(json.dumps(row), flush=True, file=sys.stderr)
     print(json.dumps({
-        "benchmark": "step_time", **machine_info(), "steps_per_call": args.steps_per_call, "gen_blocks": args.gen_blocks,
+        "benchmark": "step_time", **machine_info(), "steps_per_call": args.steps_per_call, "cpu_threads": threads or "tensorflow default", "gen_blocks": args.gen_blocks,
         "results": results,
     }, indent=2))
 

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tfcyclegan.cyclegan import LOSS_NAMES, CycleGAN
+from tfcyclegan.layers import NormedConv2D, NormedConv2DTranspose
 
 from conftest import tiny_config
 
@@ -35,8 +36,15 @@ def test_one_step_changes_all_four_networks(model):
     assert set(out) == set(LOSS_NAMES)
     assert all(np.isfinite(v.numpy()).all() and v.shape == (1,) for v in out.values())
     for net, old in zip(nets, before):
-        changed = [not np.array_equal(o, v.numpy()) for o, v in zip(old, net.trainable_variables)]
-        assert all(changed), f"{net.name}: {changed.count(False)} variables unchanged"
+        # Every weight moves but the biases instance norm cancels (layers.NormedConv2D), which
+        # get exact zero gradients and so stay as they were.
+        cancelled = {id(layer.bias) for layer in net.layers if isinstance(layer, (NormedConv2D, NormedConv2DTranspose))}
+        assert cancelled  # every network has instance-normed convolutions
+        for o, v in zip(old, net.trainable_variables):
+            if id(v) in cancelled:
+                np.testing.assert_array_equal(o, v.numpy(), err_msg=f"{net.name}: {v.path} should not move")
+            else:
+                assert not np.array_equal(o, v.numpy()), f"{net.name}: {v.path} unchanged"
     assert model.optimizer_g.iterations.numpy() >= 1 and model.optimizer_d.iterations.numpy() >= 1
     # Total = adversarial + 10 x cycle + 5 x identity (defaults).
     o = {k: float(v.numpy()[0]) for k, v in out.items()}
@@ -109,7 +117,7 @@ def test_fused_adam_matches_keras_adam_under_a_strategy():
     np.testing.assert_allclose(v1, v0, rtol=5e-5, atol=1e-6)
 
 
-def test_joined_identity_batch_gives_the_losses_of_separate_calls():
+def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_separate_calls():
     strategy = tf.distribute.get_strategy()
     model = CycleGAN(tiny_config(), strategy)
     model.reset_pools(32)
@@ -117,16 +125,26 @@ def test_joined_identity_batch_gives_the_losses_of_separate_calls():
     real_a, real_b = (tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)) for _ in range(2))
     seed, batch = tf.constant([0, 1], tf.int64), tf.constant(2)
     weights = [v.numpy() for v in model.generator_variables + model.discriminator_variables]
-    losses = {}
+    losses, after = {}, {}
     for joined in (True, False):
         for v, w in zip(model.generator_variables + model.discriminator_variables, weights):
             v.assign(w)
-        model._batch_identity = joined
+        for opt in (model.optimizer_g, model.optimizer_d):
+            opt.iterations.assign(0)
+            for slot in opt._momentums + opt._velocities:
+                slot.assign(tf.zeros_like(slot))
+        model.reset_pools(32)
+        model._batch_identity = model._batch_real_fake = joined
         out = model.replica_step(real_a, real_b, seed, batch)
         losses[joined] = {k: float(v) for k, v in out.items()}
+        after[joined] = [v.numpy() for v in model.generator_variables + model.discriminator_variables]
     assert losses[True]["identity_a"] > 0
     for name in LOSS_NAMES:
         assert losses[True][name] == pytest.approx(losses[False][name], rel=1e-5, abs=1e-6), name
+    moved = max(np.abs(a - w).max() for a, w in zip(after[True], weights))
+    assert moved > 1e-5
+    for a, b in zip(after[True], after[False]):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
 
 
 def test_batch_norm_models_do_not_join_batches():
@@ -136,3 +154,6 @@ def test_batch_norm_models_do_not_join_batches():
     cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, norm="batch"))
     assert CycleGAN(cfg, tf.distribute.get_strategy())._batch_identity is False
     assert CycleGAN(tiny_config(), tf.distribute.get_strategy())._batch_identity is True
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, disc_norm="batch"))
+    assert CycleGAN(cfg, tf.distribute.get_strategy())._batch_real_fake is False
+    assert CycleGAN(tiny_config(), tf.distribute.get_strategy())._batch_real_fake is True

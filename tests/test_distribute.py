@@ -371,3 +371,30 @@ def test_one_replica_iterates_the_dataset_itself_several_use_the_distributed_ite
     strategy = TwoReplicas()
     assert next(distribute.iterate(strategy, dataset)) == ("replica 0", "replica 1")
     assert strategy.distributed == [dataset]
+
+
+def test_cpu_threads_auto_runs_two_ops_at_a_time_on_half_the_cores_before_tensorflow_starts():
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import os, tensorflow as tf
+        from tfcyclegan import distribute
+        print(distribute.configure_cpu_threads("tensorflow"))
+        print(tf.config.threading.get_inter_op_parallelism_threads(), tf.config.threading.get_intra_op_parallelism_threads())
+        print(distribute.configure_cpu_threads("auto"))
+        print(tf.config.threading.get_inter_op_parallelism_threads(), tf.config.threading.get_intra_op_parallelism_threads())
+        tf.constant(1.0) + 1.0  # the runtime starts: the pools are fixed now
+        print(distribute.configure_cpu_threads("auto"))
+        print(max(1, (os.cpu_count() or 1) // 2))
+    """)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    intra = int(lines[-1])
+    assert lines[0] == "None" and lines[1] == "0 0"  # "tensorflow": its defaults, untouched
+    assert lines[2].startswith(f"2 ops at a time, {intra} thread") and "--cpu_threads=auto" in lines[2]
+    assert lines[3] == f"2 {intra}"
+    assert lines[4] == lines[2]  # already set: nothing to change, still reported

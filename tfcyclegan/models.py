@@ -23,7 +23,7 @@ from __future__ import annotations
 import keras
 
 from tfcyclegan.config import ModelConfig
-from tfcyclegan.layers import InstanceNormalization, ReflectionPad2D
+from tfcyclegan.layers import InstanceNormalization, NormedConv2D, NormedConv2DTranspose, ReflectionPad2D
 
 _INIT_STDDEV = 0.02  # the official code initializes convolutions from N(0, 0.02)
 
@@ -55,8 +55,10 @@ def apply_conv_norm_act(x, filters, kernel, *, stride=1, norm, act, name, dtype,
         else:
             x = keras.layers.ZeroPadding2D(amount, name=f"{name}_pad", dtype=dtype)(x)
         padding = "valid"
-    # A conv directly followed by batch norm needs no bias (the official code's use_bias rule).
-    x = keras.layers.Conv2D(
+    # A conv directly followed by batch norm needs no bias (the official code's use_bias rule);
+    # before instance norm the official code has one, which that norm cancels (NormedConv2D).
+    conv = NormedConv2D if norm == "instance" else keras.layers.Conv2D
+    x = conv(
         filters, kernel, strides=stride, padding=padding, use_bias=norm != "batch",
         kernel_initializer=_conv_init(), name=f"{name}_conv", dtype=dtype,
     )(x)
@@ -89,7 +91,8 @@ def build_generator(cfg: ModelConfig = ModelConfig(), *, dtype: str = "float32",
         x = apply_residual_block(x, f * 4, norm=norm, name=f"res{i + 1}", dtype=dtype)
     for i, filters in enumerate((f * 2, f), start=1):
         # k3 s2 "same" transposed conv doubles H and W like PyTorch's padding=1, output_padding=1.
-        x = keras.layers.Conv2DTranspose(
+        conv = NormedConv2DTranspose if norm == "instance" else keras.layers.Conv2DTranspose
+        x = conv(
             filters, 3, strides=2, padding="same", use_bias=norm != "batch",
             kernel_initializer=_conv_init(), name=f"up{i}_conv", dtype=dtype,
         )(x)

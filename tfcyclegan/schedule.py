@@ -192,6 +192,8 @@ class Trainer:
         self.workdir = workdir
         self.on_step = on_step
         self.quiet = quiet
+        # Before anything starts TensorFlow's runtime: thread pools are fixed when it starts.
+        self.threads = distribute.configure_cpu_threads(config.cpu_threads)
         if config.deterministic:
             tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(config.seed)  # initial weights; the step's draws are stateless
@@ -320,6 +322,8 @@ class Trainer:
         last_losses: dict[str, float] = {}
         if cfg.precision == "auto":
             self._log(f"Precision: {self.precision} (--precision=auto on {distribute.describe_device()}).")
+        if self.threads:
+            self._log(f"CPU threads: {self.threads}.")
         if self.restored_from:
             self._log(f"Resuming from {self.restored_from}: stage {position.stage + 1}/{len(stages)}, "
                       f"epoch {position.epoch + 1}, step {position.step}, global step {position.global_step}")
@@ -434,7 +438,7 @@ class Trainer:
     def _chunk(self, position: Position, max_steps: int | None) -> int:
         """Steps for the next compiled call: up to steps_per_call, never past an event."""
         cfg = self.config
-        n = min(cfg.steps_per_call, self.steps_per_epoch - position.step)
+        n = min(cfg.steps_for_call(cfg.schedule.stages[position.stage].size), self.steps_per_epoch - position.step)
         for every in (cfg.log_every_steps, cfg.checkpoint_every_steps):
             if every:
                 n = min(n, every - position.global_step % every)
