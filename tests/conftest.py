@@ -39,6 +39,8 @@ def tiny_config(**overrides) -> config_lib.TrainConfig:
     """A TrainConfig small enough for CPU tests: filters 8, one residual block, 32 px.
 
     float32, not auto: what --precision=auto picks depends on the machine (hardware.py).
+    One step per compiled call, not by stage size: the tests' hooks (on_step, injected NaNs,
+    kills after step N) act between calls.
     """
     base = config_lib.TrainConfig(
         precision="float32",
@@ -49,5 +51,6 @@ def tiny_config(**overrides) -> config_lib.TrainConfig:
         pool_size=4,
         log_every_steps=2,
         sample_count=2,
+        steps_per_call=1,
     )
     return config_lib.replace(base, overrides)
