@@ -80,9 +80,10 @@ def main() -> None:
     stages = {}
     for size in sizes:
         can_reset = reset_peak_rss()
+        per_call = cfg.steps_for_call(size)
         seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
-                             steps_per_call=cfg.steps_for_call(size))
-        stages[size] = {"size": size, "steps_per_call": cfg.steps_for_call(size), "s_per_step": round(seconds, 4),
+                             steps_per_call=per_call)
+        stages[size] = {"size": size, "steps_per_call": per_call, "s_per_step": round(seconds, 4),
                         "images_per_s": round(1 / seconds, 3), "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
         print(json.dumps(stages[size]), file=sys.stderr, flush=True)
     t256 = stages[256]["s_per_step"]

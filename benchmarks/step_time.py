@@ -118,12 +118,13 @@ def main() -> None:
     results = []
     for precision in args.precisions.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
-            cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=batch)
+            cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=batch,
+                                         steps_per_call=args.steps_per_call)
             with strategy.scope():
                 model = CycleGAN(cfg, strategy, precision=precision)
             for size in (int(s) for s in args.sizes.split(",")):
                 seconds = time_steps(model, strategy, size=size, batch=batch, steps=args.steps, repeats=args.repeats,
-                                     steps_per_call=args.steps_per_call or cfg.steps_for_call(size))
+                                     steps_per_call=cfg.steps_for_call(size))
                 row = {"size": size, "batch": batch, "precision": precision, "s_per_step": round(seconds, 4),
                        "images_per_s": round(batch / seconds, 3)}
                 if batch == 1 and size in ISSUE_REFERENCE_S_PER_STEP:
@@ -134,7 +135,8 @@ def main() -> None:
                 results.append(row)
                 print(json.dumps(row), flush=True, file=sys.stderr)
     print(json.dumps({
-        "benchmark": "step_time", **machine_info(), "steps_per_call": args.steps_per_call, "cpu_threads": threads or "tensorflow default", "gen_blocks": args.gen_blocks,
+        "benchmark": "step_time", **machine_info(), "steps_per_call": args.steps_per_call,
+        "cpu_threads": threads or "tensorflow default", "gen_blocks": args.gen_blocks,
         "results": results,
     }, indent=2))
 

@@ -89,7 +89,7 @@ def configure_cpu_threads(mode: str = "auto") -> str | None:
     "tensorflow", nothing is changed (None). Must run before TensorFlow's runtime starts;
     where it already has, the pools it has are kept (None).
     """
-    if mode == "tensorflow" or tf.config.list_physical_devices("GPU"):
+    if mode == "tensorflow" or has_gpu():
         return None
     cores = os.cpu_count() or 1
     inter, intra = (2, max(1, cores // 2)) if cores >= 2 else (1, 1)

@@ -118,13 +118,6 @@ class InstanceNormalization(keras.layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-# Instance norm subtracts each image's per-channel mean, which removes a per-channel bias
-# exactly. The two convolutions below keep the bias as a weight (the official networks have
-# it: the parameter counts and checkpoints stay theirs) but never add it: adding it cost a bias
-# add forward and a bias-gradient reduction in every filter gradient, for an output that
-# cannot change. Its gradient is exactly zero, and the train step hands the optimizers zeros.
-
-
 # Below this many output pixels per batch, the bfloat16 filter gradient is one matmul over
 # the unfolded input (a 12x12 map: 1.6x faster than oneDNN's kernel); above it, one matmul
 # per kernel tap, which needs no unfolded copy (64x64: 1.15x faster).
@@ -176,6 +169,13 @@ def conv2d_valid(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
         return tf.nn.conv2d(x, kernel, 1, "VALID"), grad
 
     return conv(x, kernel)
+
+
+# Instance norm subtracts each image's per-channel mean, which removes a per-channel bias
+# exactly. The two convolutions below keep the bias as a weight (the official networks have
+# it: the parameter counts and checkpoints stay theirs) but never add it: adding it cost a bias
+# add forward and a bias-gradient reduction in every filter gradient, for an output that
+# cannot change. Its gradient is exactly zero, and the train step hands the optimizers zeros.
 
 
 @keras.saving.register_keras_serializable(package="tfcyclegan")
