@@ -41,6 +41,7 @@ import tensorflow as tf  # noqa: E402
 
 from tfcyclegan import export_lib  # noqa: E402
 from tfcyclegan.config import ModelConfig  # noqa: E402
+from tfcyclegan.layers import reflect_pad_slices  # noqa: E402
 from tfcyclegan.models import build_generator  # noqa: E402
 
 
@@ -67,7 +68,7 @@ def layer_breakdown(module: export_lib.ExportGenerator, size: int, threads: int,
     cfg = module.model_config
     reflect = {
         False: lambda t, p: tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT"),
-        True: export_lib._reflect_pad_slices,
+        True: reflect_pad_slices,
     }
     f = cfg.gen_filters
     pieces = {  # name: (input shape, calls per image, mobile -> function)

@@ -24,6 +24,13 @@ def test_size_not_divisible_by_4_is_refused():
         C.Schedule.parse("50:1")
 
 
+def test_size_below_16_is_refused():
+    # training mirror-pads the generator's size/4 maps by one pixel: a 12 px stage's 3 px maps are too small
+    assert C.Schedule.parse("16:1").stages[0].size == 16
+    with pytest.raises(C.ConfigError, match=">= 16.*size=12"):
+        C.Schedule.parse("12:1")
+
+
 @pytest.mark.parametrize("field,kwargs,match", [
     ("model", dict(norm="layer"), "instance, batch, none"),
     ("model", dict(gen_blocks=0), "gen_blocks"),

@@ -85,6 +85,40 @@ def test_reflection_pad_mirrors_without_repeating_the_edge():
     np.testing.assert_array_equal(out[:, 0], [4, 1, 4, 7, 4])
 
 
+@pytest.mark.parametrize("padding,shape", [(1, (2, 4, 7, 3)), (1, (1, 12, 12, 5)), (3, (2, 8, 11, 2)), (3, (1, 16, 9, 1))])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_training_reflection_pad_equals_tf_pad_forward_and_backward(padding, shape, dtype):
+    # The training path (slices and a concat, a hand-written gradient) against TensorFlow's
+    # MirrorPad and its gradient, at the smallest maps it takes (2p + 2) and larger, non-square.
+    rng = np.random.default_rng(0)
+    x = tf.cast(rng.normal(size=shape), dtype)
+    weights = tf.cast(rng.normal(size=(shape[0], shape[1] + 2 * padding, shape[2] + 2 * padding, shape[3])), dtype)
+    layer = ReflectionPad2D(padding)
+    results = []
+    for training in (True, False):
+        fn = tf.function(lambda x: layer(x, training=training), input_signature=[tf.TensorSpec([None, None, None, shape[3]], dtype)])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * tf.cast(weights, tf.float32))
+        results.append((y.numpy().astype(np.float32), tape.gradient(loss, x).numpy().astype(np.float32)))
+    (y_fast, g_fast), (y_ref, g_ref) = results
+    assert y_fast.shape == y_ref.shape == weights.shape
+    np.testing.assert_array_equal(y_fast, y_ref)
+    assert np.abs(g_ref).max() > 0.5
+    # float32: the same sums; bfloat16: both round the same two- or four-term sums to 8 bits
+    np.testing.assert_allclose(g_fast, g_ref, rtol=0 if dtype == "float32" else 2 ** -7, atol=1e-6)
+
+
+def test_training_reflection_pad_refuses_maps_too_small_for_its_gradient():
+    x = tf.zeros((1, 3, 8, 1))  # 3 < 2 * 1 + 2 rows
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = ReflectionPad2D(1)(x, training=True)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        tape.gradient(y, x)
+
+
 def test_mixed_bfloat16_keeps_float32_outputs():
     gen = models.build_generator(TINY_MODEL, dtype="mixed_bfloat16")
     disc = models.build_discriminator(TINY_MODEL, dtype="mixed_bfloat16")

@@ -173,10 +173,10 @@ class Stage:
     epochs: int
 
     def __post_init__(self):
-        if not isinstance(self.size, int) or self.size < 8 or self.size % 4:
+        if not isinstance(self.size, int) or self.size < 16 or self.size % 4:
             raise ConfigError(
-                "Stage size must be an integer >= 8 divisible by 4 (the generator downsamples twice). "
-                f"Received: size={self.size!r}"
+                "Stage size must be an integer >= 16 divisible by 4 (the generator downsamples twice, and "
+                f"training mirror-pads its size/4 maps, which needs 4 pixels). Received: size={self.size!r}"
             )
         if not isinstance(self.epochs, int) or self.epochs < 1:
             raise ConfigError(f"Stage epochs must be an integer >= 1. Received: epochs={self.epochs!r}")

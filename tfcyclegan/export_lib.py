@@ -48,6 +48,7 @@ import tensorflow as tf
 
 from tfcyclegan import checkpoint as checkpoint_lib
 from tfcyclegan.config import ModelConfig, TrainConfig
+from tfcyclegan.layers import reflect_pad_slices
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("float32", "float16", "int8")
@@ -85,28 +86,6 @@ class ExportError(RuntimeError):
 
 
 # -- the export graph ------------------------------------------------------------------------
-
-
-def _reflect_pad_slices(x, p):
-    """Reflection padding by `p` on H and W from slices and concatenations (TFLite-friendly).
-
-    Equal to tf.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], "REFLECT"), but lowers to
-    STRIDED_SLICE + CONCATENATION, which XNNPACK delegates (it has no MIRROR_PAD); at most
-    three tensors are concatenated at a time, XNNPACK's limit being lower than TFLite's.
-    """
-    if p == 0:
-        return x
-
-    def along(t, axis):
-        def rows(start, stop):
-            return t[:, start:stop] if axis == 1 else t[:, :, start:stop]
-
-        before = [rows(i, i + 1) for i in range(p, 0, -1)]  # rows p, ..., 1
-        after = [rows(-1 - i, -i) for i in range(1, p + 1)]  # rows n-2, ..., n-1-p
-        join = lambda parts: parts[0] if len(parts) == 1 else tf.concat(parts, axis=axis)
-        return tf.concat([join(before), t, join(after)], axis=axis)
-
-    return along(along(x, 1), 2)
 
 
 def _phase_kernels(kernel):
@@ -260,7 +239,7 @@ class ExportGenerator(tf.Module):
 
         Returns float32 (batch, H, W, 3) in [-1, 1], equal to the Keras generator.
         """
-        reflect = _reflect_pad_slices if mobile else (
+        reflect = reflect_pad_slices if mobile else (
             lambda t, p: tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT")
         )
         relu = tf.nn.relu
