@@ -143,8 +143,15 @@ def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_se
         assert losses[True][name] == pytest.approx(losses[False][name], rel=1e-5, abs=1e-6), name
     moved = max(np.abs(a - w).max() for a, w in zip(after[True], weights))
     assert moved > 1e-5
-    for a, b in zip(after[True], after[False]):
-        np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    # Adam's first step moves each weight by lr * g / (|g| + epsilon): about lr (2e-4) wherever
+    # the gradient is not tiny, but a gradient near zero (terms that almost cancel) turns the
+    # last-bit differences of another batch layout into a visible share of a step (seen once:
+    # 3.6e-6 on 1 weight of 1176). So: at most 0.1 % of the weights off by more than 1e-6, none
+    # off by more than 5 % of a step.
+    lr = model.config.optim.learning_rate
+    diffs = np.concatenate([np.abs(a - b).ravel() for a, b in zip(after[True], after[False])])
+    assert np.mean(diffs > 1e-6) <= 1e-3, np.sort(diffs)[-10:]
+    assert diffs.max() <= 0.05 * lr, diffs.max()
 
 
 def test_batch_norm_models_do_not_join_batches():
