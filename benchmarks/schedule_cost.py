@@ -3,7 +3,8 @@
     python benchmarks/schedule_cost.py                      # full model, the progressive schedule
     python benchmarks/schedule_cost.py --steps=4 --repeats=3 --steps_per_call=1 --cpu_threads=tensorflow
 
-Times a fixed number of training steps at every stage size with the trainer's own step
+Times chunks of a fixed number of training steps at every stage size (--repeats chunks, more
+until --min_seconds have been timed; the fastest chunk counts) with the trainer's own step
 (the same compiled call, distributed dataset and generic-shape trace as train.py), then weights
 the seconds per step by the schedule's epochs (every epoch has the same number of steps at
 every size). Prints one JSON object:
@@ -60,6 +61,8 @@ def main() -> None:
     parser.add_argument("--schedule", default="progressive", help="a named schedule or a literal like 48:15,256:20")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per chunk")
     parser.add_argument("--repeats", type=int, default=2, help="timed chunks per size; the minimum is kept")
+    parser.add_argument("--min_seconds", type=float, default=15.0,
+                        help="time more chunks until this many seconds per size (small sizes: many samples)")
     parser.add_argument("--steps_per_call", type=int, default=config_lib.TrainConfig().steps_per_call,
                         help="0 (the trainer's default): by stage size, TrainConfig.steps_for_call")
     parser.add_argument("--cpu_threads", default="auto", choices=config_lib.CPU_THREADS)
@@ -82,7 +85,7 @@ def main() -> None:
         can_reset = reset_peak_rss()
         per_call = cfg.steps_for_call(size)
         seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
-                             steps_per_call=per_call)
+                             steps_per_call=per_call, min_seconds=args.min_seconds)
         stages[size] = {"size": size, "steps_per_call": per_call, "s_per_step": round(seconds, 4),
                         "images_per_s": round(1 / seconds, 3), "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
         print(json.dumps(stages[size]), file=sys.stderr, flush=True)
@@ -95,6 +98,7 @@ def main() -> None:
     arithmetic = sum(stage.epochs * (stage.size / 256) ** 2 for stage in schedule.stages)
     print(json.dumps({
         "benchmark": "schedule_cost", **machine_info(), "precision": precision, "steps_per_call": args.steps_per_call,
+        "steps_per_chunk": args.steps, "min_chunks": args.repeats, "min_seconds_per_size": args.min_seconds,
         "cpu_threads": threads or "tensorflow default",
         "schedule": [f"{s.size}:{s.epochs}" for s in schedule.stages],
         "stages": list(stages.values()),

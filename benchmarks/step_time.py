@@ -71,8 +71,11 @@ def load_reference(path: str | None) -> dict[int, float]:
         raise SystemExit(f"--reference={path}: expected the JSON printed by benchmarks/reference_pytorch.py ({e})")
 
 
-def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int) -> float:
-    """Minimum seconds per step over `repeats` timed chunks of `steps` steps."""
+def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
+               min_seconds: float = 0.0) -> float:
+    """Minimum seconds per step over timed chunks of `steps` steps: `repeats` chunks, and more
+    until `min_seconds` have been timed (small sizes then get many samples, and one chunk slowed
+    by another process on the machine does not decide the figure)."""
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch * 2, size, size, 3)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((images, images[::-1])).repeat().batch(batch, drop_remainder=True)
@@ -91,11 +94,12 @@ def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, 
             step += k
 
     chunk(min(steps, steps_per_call))  # trace and warm up
-    best = float("inf")
-    for _ in range(repeats):
+    best, timed, chunks = float("inf"), 0.0, 0
+    while chunks < repeats or timed < min_seconds:
         start = time.perf_counter()
         chunk(steps)
-        best = min(best, (time.perf_counter() - start) / steps)
+        elapsed = time.perf_counter() - start
+        best, timed, chunks = min(best, elapsed / steps), timed + elapsed, chunks + 1
     return best
 
 
@@ -106,6 +110,7 @@ def main() -> None:
     parser.add_argument("--precisions", default="float32,mixed_bfloat16")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--min_seconds", type=float, default=0.0, help="time more chunks until this many seconds per figure")
     parser.add_argument("--steps_per_call", type=int, default=1, help="0: the trainer's default by stage size")
     parser.add_argument("--cpu_threads", default="auto", choices=config_lib.CPU_THREADS)
     parser.add_argument("--gen_blocks", type=int, default=9)
@@ -124,7 +129,7 @@ def main() -> None:
                 model = CycleGAN(cfg, strategy, precision=precision)
             for size in (int(s) for s in args.sizes.split(",")):
                 seconds = time_steps(model, strategy, size=size, batch=batch, steps=args.steps, repeats=args.repeats,
-                                     steps_per_call=cfg.steps_for_call(size))
+                                     steps_per_call=cfg.steps_for_call(size), min_seconds=args.min_seconds)
                 row = {"size": size, "batch": batch, "precision": precision, "s_per_step": round(seconds, 4),
                        "images_per_s": round(batch / seconds, 3)}
                 if batch == 1 and size in ISSUE_REFERENCE_S_PER_STEP:
