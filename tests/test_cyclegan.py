@@ -1,3 +1,9 @@
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -6,6 +12,8 @@ from tfcyclegan.cyclegan import LOSS_NAMES, CycleGAN
 from tfcyclegan.layers import NormedConv2D, NormedConv2DTranspose
 
 from conftest import tiny_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _dataset(strategy, size, batch=2, n=12, seed=0):
@@ -85,36 +93,70 @@ def test_mixed_float16_step_uses_loss_scaling_and_keeps_float32_outputs():
     assert m.gen_g.get_layer("c7s1_conv").kernel.dtype == "float32"
 
 
-def test_fused_adam_matches_keras_adam_under_a_strategy():
+FUSED_ADAM = textwrap.dedent("""
+    import sys
     import keras
-
+    import numpy as np
+    import tensorflow as tf
+    devices = int(sys.argv[1])
+    if devices > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
     from tfcyclegan.cyclegan import FusedAdam
 
-    strategy = tf.distribute.MirroredStrategy()
-    results = []
+    strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
+    shapes = [(3, 4), (5,), (2, 2, 3)]  # several variables share the step's scalars
+    results = {}
     for optimizer_class in (keras.optimizers.Adam, FusedAdam):
         with strategy.scope():
-            w = keras.Variable(np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4))
+            ws = [keras.Variable(np.linspace(-1, 1, int(np.prod(s)), dtype=np.float32).reshape(s)) for s in shapes]
             optimizer = optimizer_class(learning_rate=2e-4, beta_1=0.5)
-            optimizer.build([w])
+            optimizer.build(ws)
 
         @tf.function
         def step(i):
             def on_replica():
-                grad = tf.sin(w.value * (tf.cast(i, tf.float32) + 1.0)) * 10.0
-                optimizer.apply([grad], [w])
+                replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.float32)
+                grads = [tf.sin(w.value * (tf.cast(i, tf.float32) + 1.0 + k + replica)) * 10.0 for k, w in enumerate(ws)]
+                optimizer.apply(grads, ws)
 
             strategy.run(on_replica)
 
         for i in range(20):
             step(tf.constant(i))
-        results.append([w.numpy(), optimizer._momentums[0].numpy(), optimizer._velocities[0].numpy()])
-    (w0, m0, v0), (w1, m1, v1) = results
-    assert np.abs(w1 - np.linspace(-1, 1, 12).reshape(3, 4)).max() > 1e-3  # it did move
-    np.testing.assert_allclose(w1, w0, rtol=0, atol=1e-6)
-    # The same formula, summed in another order: float32 rounding over 20 updates.
-    np.testing.assert_allclose(m1, m0, rtol=5e-5, atol=1e-6)
-    np.testing.assert_allclose(v1, v0, rtol=5e-5, atol=1e-6)
+        name = optimizer_class.__name__
+        for k in range(len(shapes)):
+            for what, var in (("w", ws[k]), ("m", optimizer._momentums[k]), ("v", optimizer._velocities[k])):
+                for d, local in enumerate(strategy.experimental_local_results(var.value)):
+                    results[f"{name}/{what}{k}/{d}"] = local.numpy()
+    np.savez(sys.argv[2], **results)
+""")
+
+
+@pytest.mark.parametrize("devices", [1, 2])
+def test_fused_adam_matches_keras_adam_under_a_strategy(devices, tmp_path):
+    out = tmp_path / "adam.npz"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-c", FUSED_ADAM, str(devices), str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r = dict(np.load(out))
+    assert len(r) == 2 * 3 * 3 * devices
+    for k, shape in enumerate([(3, 4), (5,), (2, 2, 3)]):
+        start = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
+        for d in range(devices):
+            w0, w1 = r[f"Adam/w{k}/{d}"], r[f"FusedAdam/w{k}/{d}"]
+            assert np.abs(w1 - start).max() > 2e-4  # it did move (by more than one step of lr)
+            np.testing.assert_allclose(w1, w0, rtol=0, atol=1e-6)
+            # The same formula in another order (ResourceApplyAdam takes 1 - beta_2 from the float32
+            # beta_2: 1.3e-5 relative): float32 rounding over 20 updates, and small entries of m are differences of
+            # large gradients, hence also a bound relative to the largest entry.
+            for what in "mv":
+                reference = r[f"Adam/{what}{k}/{d}"]
+                np.testing.assert_allclose(r[f"FusedAdam/{what}{k}/{d}"], reference, rtol=5e-5,
+                                           atol=2e-6 * np.abs(reference).max())
+        # Both devices hold the same values (the gradients were summed across them).
+        np.testing.assert_array_equal(r[f"FusedAdam/w{k}/0"], r[f"FusedAdam/w{k}/{devices - 1}"])
 
 
 def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_separate_calls():

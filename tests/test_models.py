@@ -129,7 +129,9 @@ def test_mixed_bfloat16_keeps_float32_outputs():
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_fused_instance_norm_equals_the_plain_ops_forward_and_backward(batch):
+# Known shapes (eager), unknown H and W (the trainer's trace), nothing known.
+@pytest.mark.parametrize("known", ["all", "batch_and_channels", "none"])
+def test_fused_instance_norm_equals_the_plain_ops_forward_and_backward(batch, known):
     from tfcyclegan.layers import fused_instance_norm, instance_norm
 
     rng = np.random.default_rng(batch)
@@ -137,11 +139,17 @@ def test_fused_instance_norm_equals_the_plain_ops_forward_and_backward(batch):
     weights = tf.constant(rng.normal(size=x.shape).astype(np.float32))
     results = []
     for norm in (fused_instance_norm, instance_norm):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = norm(x, 1e-5)
-            loss = tf.reduce_sum(weights * y**3)
-        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+        def value_and_grad(x, norm=norm):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = norm(x, 1e-5)
+                loss = tf.reduce_sum(weights * y**3)
+            return y, tape.gradient(loss, x)
+
+        if known != "all":
+            shape = [batch, None, None, 5] if known == "batch_and_channels" else [None] * 4
+            value_and_grad = tf.function(value_and_grad, input_signature=[tf.TensorSpec(shape, tf.float32)])
+        results.append(tuple(t.numpy() for t in value_and_grad(x)))
     (y_fused, g_fused), (y_plain, g_plain) = results
     assert np.abs(g_plain).max() > 1.0
     np.testing.assert_allclose(y_fused, y_plain, atol=1e-5)
@@ -177,23 +185,32 @@ def test_normed_conv_leaves_out_only_the_bias_instance_norm_cancels():
         np.testing.assert_allclose(norm(y_normed).numpy(), norm(y_plain).numpy(), atol=1e-4)
 
 
-@pytest.mark.parametrize("size", [6, 20])  # one matmul over the unfolded input / one per tap
-def test_bfloat16_conv_filter_gradient_as_matmuls_equals_the_native_gradient(size):
-    from tfcyclegan.layers import _UNFOLD_MAX_PIXELS, conv2d_valid
+# One matmul over the unfolded input (6x6) or one per tap (20x20, non-square kernel); with
+# few input channels oneDNN's own gradient (the generator's first 7x7 convolution).
+@pytest.mark.parametrize("size,kernel_size,channels", [(6, (3, 3), 128), (20, (3, 2), 128), (6, (7, 7), 3)])
+def test_bfloat16_conv_filter_gradient_as_matmuls_equals_the_native_gradient(size, kernel_size, channels):
+    from tfcyclegan.layers import _UNFOLD_MAX_PIXELS, _matmul_filter_gradient_pays, conv2d_valid
 
     rng = np.random.default_rng(size)
-    x = tf.constant(rng.normal(size=(2, size + 2, size + 2, 16)).astype(np.float32))
-    kernel = tf.constant(rng.normal(0, 0.1, (3, 3, 16, 8)).astype(np.float32))
+    kh, kw = kernel_size
+    x = tf.constant(rng.normal(size=(2, size + kh - 1, size + kw - 1, channels)).astype(np.float32))
+    kernel = tf.constant(rng.normal(0, 0.1, (kh, kw, channels, 8)).astype(np.float32))
     weights = tf.constant(rng.normal(size=(2, size, size, 8)).astype(np.float32))
     assert (2 * size * size <= _UNFOLD_MAX_PIXELS) == (size == 6)
+    assert _matmul_filter_gradient_pays(tf.cast(x, tf.bfloat16), kernel) == (channels >= 128)
+    assert not _matmul_filter_gradient_pays(x, kernel)  # float32 keeps the native gradient
     grads = {}
     for name, dtype, conv in (("matmuls", tf.bfloat16, conv2d_valid),
                               ("native_float32", tf.float32, lambda a, k: tf.nn.conv2d(a, k, 1, "VALID"))):
-        xc, kc = tf.cast(x, dtype), tf.cast(kernel, dtype)
-        with tf.GradientTape() as tape:
-            tape.watch([xc, kc])
-            loss = tf.reduce_sum(tf.cast(conv(xc, kc), tf.float32) * weights)
-        grads[name] = [tf.cast(g, tf.float32).numpy() for g in tape.gradient(loss, [xc, kc])]
+        # Traced with unknown H and W, as the trainer's step is.
+        @tf.function(input_signature=[tf.TensorSpec([2, None, None, channels], dtype), tf.TensorSpec(kernel.shape, dtype)])
+        def input_and_filter_gradients(xc, kc, conv=conv):
+            with tf.GradientTape() as tape:
+                tape.watch([xc, kc])
+                loss = tf.reduce_sum(tf.cast(conv(xc, kc), tf.float32) * weights)
+            return tape.gradient(loss, [xc, kc])
+
+        grads[name] = [tf.cast(g, tf.float32).numpy() for g in input_and_filter_gradients(tf.cast(x, dtype), tf.cast(kernel, dtype))]
     for ours, reference in zip(grads["matmuls"], grads["native_float32"]):
         scale = np.abs(reference).max()
         assert scale > 1.0

@@ -133,17 +133,22 @@ def fused_instance_norm(x: tf.Tensor, epsilon: float) -> tf.Tensor:
     unfused form and its gradient.
     """
     batch = x.shape[0]
-    shape = tf.shape(x)
+    # With the batch and channel counts known (they are in the trainer's trace), scale, offset
+    # and the reshape are constants, not shape arithmetic at every call. The statistics are over
+    # all pixels of a channel, so the pixels' layout in the reshaped image does not matter.
+    static = None if batch is None or x.shape[3] is None else batch * x.shape[3]
     if batch != 1:
-        x = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [1, shape[1], shape[2], shape[0] * shape[3]])
-    channels = tf.shape(x)[3]
+        x = tf.transpose(x, [1, 2, 0, 3])  # (H, W, N, C)
+        transposed_shape = tf.shape(x)
+        x = tf.reshape(x, [1, -1, 1, static] if static else [1, -1, 1, transposed_shape[2] * transposed_shape[3]])
+    channels = static or tf.shape(x)[3]
     ones, empty = tf.ones([channels], tf.float32), tf.zeros([0], tf.float32)
     y = tf.raw_ops.FusedBatchNormV3(
         x=x, scale=ones, offset=tf.zeros([channels], tf.float32), mean=empty, variance=empty,
         epsilon=epsilon, is_training=True,
     )[0]
     if batch != 1:
-        y = tf.transpose(tf.reshape(y, [shape[1], shape[2], shape[0], shape[3]]), [2, 0, 1, 3])
+        y = tf.transpose(tf.reshape(y, transposed_shape), [2, 0, 1, 3])
     return y
 
 
@@ -183,6 +188,14 @@ class InstanceNormalization(keras.layers.Layer):
 # per kernel tap, which needs no unfolded copy (64x64: 1.15x faster).
 _UNFOLD_MAX_PIXELS = 2 * 16 * 16
 
+# The matmuls pay off only with many input channels: each tap's matmul has a Cin x Cout result.
+# One thread, bf16, batch 2: the 3x3 residual convolution (256 channels) 2.4 vs 4.1 ms at 12x12,
+# the discriminator's 4x4 (256 -> 512) 1.7 vs 5.2 ms at 5x5; but the generator's first 7x7
+# convolution (3 channels in) 2.0 vs 0.86 ms at 48x48 and 49 vs 18 ms at 256x256, and a 7x7
+# with 64 channels in still 12.4 vs 9.2 ms. Below this many input channels oneDNN's own gradient
+# is kept.
+_MATMUL_MIN_CHANNELS = 128
+
 
 def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int, kw: int) -> tf.Tensor:
     """d(conv2d(x, k, stride 1, VALID))/dk for the output gradient dy, as matmuls.
@@ -191,10 +204,11 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int, kw: int) -> tf.Tensor
     Tap (i, j) of the gradient is x[:, i:i+h, j:j+w]^T @ dy over all N * h * w output pixels.
     """
     cin, cout = x.shape[-1], dy.shape[-1]
-    shape = tf.shape(dy)
-    h, w = shape[1], shape[2]
     flat_dy = tf.reshape(dy, [-1, cout])
-    window = lambda i, j: x[:, i:i + h, j:j + w, :]
+    # The window of tap (i, j) as a slice with constant bounds (rows i .. H - kh + i), so it
+    # takes no shape arithmetic at run time: a 48 px step ran ~1,200 such small ops.
+    stop = lambda start, k: start - (k - 1) or None
+    window = lambda i, j: x[:, i:stop(i, kh), j:stop(j, kw), :]
 
     def unfolded():
         cols = tf.concat([window(i, j) for i in range(kh) for j in range(kw)], axis=3)
@@ -204,7 +218,14 @@ def _filter_gradient(x: tf.Tensor, dy: tf.Tensor, kh: int, kw: int) -> tf.Tensor
         taps = [tf.matmul(tf.reshape(window(i, j), [-1, cin]), flat_dy, transpose_a=True) for i in range(kh) for j in range(kw)]
         return tf.reshape(tf.stack(taps), [kh, kw, cin, cout])
 
-    return tf.cond(shape[0] * h * w <= _UNFOLD_MAX_PIXELS, unfolded, per_tap)
+    return tf.cond(tf.size(dy) <= _UNFOLD_MAX_PIXELS * cout, unfolded, per_tap)
+
+
+def _matmul_filter_gradient_pays(x: tf.Tensor, kernel: tf.Tensor) -> bool:
+    """Whether conv2d_valid computes its filter gradient as matmuls (bfloat16 on a CPU, many channels)."""
+    if x.dtype != tf.bfloat16 or tf.config.list_physical_devices("GPU"):
+        return False
+    return kernel.shape[2] is not None and int(kernel.shape[2]) >= _MATMUL_MIN_CHANNELS
 
 
 def conv2d_valid(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
@@ -213,10 +234,10 @@ def conv2d_valid(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
     Profiled in a bfloat16 step at 48 px, oneDNN's filter gradient of the residual blocks' 3x3
     convolutions took 2.2x as long as their forward pass (its reduction runs over only the
     N * 12 * 12 output pixels); the same numbers as matmuls are 1.15-1.6x faster at every stage
-    size (benchmarks/step_time.py). In float32, and on a GPU, the native gradient is as fast or
-    faster and is kept.
+    size (benchmarks/step_time.py). In float32, on a GPU, and for few input channels (the first
+    7x7 convolution, see _MATMUL_MIN_CHANNELS) the native gradient is as fast or faster and is kept.
     """
-    if x.dtype != tf.bfloat16 or tf.config.list_physical_devices("GPU"):
+    if not _matmul_filter_gradient_pays(x, kernel):
         return tf.nn.conv2d(x, kernel, 1, "VALID")
     kh, kw = int(kernel.shape[0]), int(kernel.shape[1])
 
