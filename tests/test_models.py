@@ -215,3 +215,64 @@ def test_bfloat16_conv_filter_gradient_as_matmuls_equals_the_native_gradient(siz
         scale = np.abs(reference).max()
         assert scale > 1.0
         np.testing.assert_allclose(ours, reference, atol=0.02 * scale)  # bfloat16 inputs and outputs
+
+
+@pytest.mark.parametrize("precision", ["mixed_bfloat16", "float32"])
+def test_shared_weight_casts_cast_each_weight_once_for_two_generator_calls(precision):
+    """A generator called twice under one tape, as in the train step: with shared casts, the same
+    loss, one cast each way per weight instead of two, and gradients that differ only by the
+    bfloat16 rounding of the two calls' sum (exactly equal in float32, where nothing is cast)."""
+    import contextlib
+
+    from tfcyclegan.layers import NormedConv2D, NormedConv2DTranspose, shared_weight_casts
+
+    gen = models.build_generator(TINY_MODEL, dtype=precision)
+    rng = np.random.default_rng(5)
+    a = tf.constant(rng.uniform(-1, 1, (2, 16, 16, 3)).astype(np.float32))
+    b = tf.constant(rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32))
+    results = {}
+    for shared in (False, True):
+        @tf.function
+        def loss_and_grads(a, b, shared=shared):
+            with tf.GradientTape() as tape, (shared_weight_casts() if shared else contextlib.nullcontext()):
+                first = gen(a, training=True)
+                second = gen(first[:1] * 0.5 + b, training=True)  # depends on the first call
+                loss = tf.reduce_mean(first**2) + tf.reduce_mean(tf.abs(second))
+            return loss, tape.gradient(loss, gen.trainable_variables)
+
+        loss, grads = loss_and_grads(a, b)
+        graph = loss_and_grads.get_concrete_function(a, b).graph
+        casts = sum(op.type == "Cast" for op in graph.get_operations())
+        results[shared] = (float(loss), [None if g is None else g.numpy() for g in grads], casts)
+    (loss0, grads0, casts0), (loss1, grads1, casts1) = results[False], results[True]
+    assert loss1 == loss0
+    normed = sum(isinstance(layer, (NormedConv2D, NormedConv2DTranspose)) for layer in gen.layers)
+    assert normed >= 5
+    if precision == "float32":
+        assert casts1 == casts0
+        for g0, g1 in zip(grads0, grads1):
+            assert (g0 is None) == (g1 is None)
+            if g0 is not None:
+                np.testing.assert_array_equal(g1, g0)
+    else:
+        assert casts0 - casts1 == 2 * normed  # one forward cast and one gradient cast fewer each
+        for g0, g1 in zip(grads0, grads1):
+            assert (g0 is None) == (g1 is None)
+            if g0 is not None:
+                scale = np.abs(g0).max()
+                assert scale > 0
+                np.testing.assert_allclose(g1, g0, atol=2**-7 * scale)  # a bfloat16 sum instead of float32
+
+
+def test_shared_weight_casts_end_with_their_block():
+    from tfcyclegan import layers
+
+    conv = layers.NormedConv2D(4, 3, dtype="mixed_bfloat16")
+    conv.build((1, 6, 6, 2))
+    with layers.shared_weight_casts():
+        with layers.shared_weight_casts():
+            assert layers._shared.casts == {}
+            conv(tf.zeros((1, 6, 6, 2)))
+            assert len(layers._shared.casts) == 1
+        assert layers._shared.casts == {}  # the outer block's own cache again
+    assert layers._shared.casts is None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from tfcyclegan import distribute, losses
+from tfcyclegan import distribute, layers, losses
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.image_pool import ImagePool
 from tfcyclegan.models import build_discriminator, build_generator
@@ -161,7 +161,8 @@ class CycleGAN(tf.Module):
         average = lambda per_example: tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         use_identity = cfg.identity > 0
 
-        with tf.GradientTape() as tape:
+        # Each generator runs twice under this tape: one bf16 cast of its weights serves both.
+        with tf.GradientTape() as tape, layers.shared_weight_casts():
             if use_identity and self._batch_identity:
                 # gen_g(real_a) and the identity gen_g(real_b) in one call of twice the batch
                 # (and the same for gen_f): per-image norms make it the same arithmetic, and

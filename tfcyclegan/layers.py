@@ -10,6 +10,9 @@ reached end of life in 2024 and does not import with Keras 3.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import keras
 import tensorflow as tf
 
@@ -259,15 +262,49 @@ def conv2d_valid(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 # cannot change. Its gradient is exactly zero, and the train step hands the optimizers zeros.
 
 
+_shared = threading.local()  # per thread: MirroredStrategy traces each replica in its own
+
+
+@contextlib.contextmanager
+def shared_weight_casts():
+    """Within this block, a layer's weights are cast to its compute dtype once, for every call.
+
+    Under a mixed policy Keras casts a float32 weight at every use, and the gradient of each cast
+    is a cast back, added in float32. A train step calls each generator twice within one tape:
+    with one shared cast, the two calls' bfloat16 gradients are added first and cast once, so a
+    weight costs one cast each way instead of two (and the sum reads half the bytes). Open it
+    around one gradient tape only: a cast made under another tape is not on this one's record,
+    and a weight updated inside the block would be read stale.
+    """
+    previous = getattr(_shared, "casts", None)
+    _shared.casts = {}
+    try:
+        yield
+    finally:
+        _shared.casts = previous
+
+
+def _compute_kernel(layer: keras.layers.Layer) -> tf.Tensor:
+    """layer.kernel as the layer computes with it (cast to its compute dtype); see shared_weight_casts."""
+    casts = getattr(_shared, "casts", None)
+    if casts is None:
+        return tf.convert_to_tensor(layer.kernel)
+    key = (id(layer.kernel), layer.compute_dtype)
+    if key not in casts:
+        casts[key] = tf.convert_to_tensor(layer.kernel)
+    return casts[key]
+
+
 @keras.saving.register_keras_serializable(package="tfcyclegan")
 class NormedConv2D(keras.layers.Conv2D):
     """keras.layers.Conv2D whose output goes straight into instance norm: the bias is not added."""
 
     def call(self, inputs):
+        kernel = _compute_kernel(self)
         if self.strides == (1, 1) and self.padding == "valid" and self.dilation_rate == (1, 1):
-            outputs = conv2d_valid(inputs, tf.convert_to_tensor(self.kernel))
+            outputs = conv2d_valid(inputs, kernel)
         else:
-            outputs = self.convolution_op(inputs, self.kernel)
+            outputs = self.convolution_op(inputs, kernel)
         return outputs if self.activation is None else self.activation(outputs)
 
 
@@ -277,7 +314,7 @@ class NormedConv2DTranspose(keras.layers.Conv2DTranspose):
 
     def call(self, inputs):
         outputs = keras.ops.conv_transpose(
-            inputs, self.kernel, strides=list(self.strides), padding=self.padding,
+            inputs, _compute_kernel(self), strides=list(self.strides), padding=self.padding,
             output_padding=self.output_padding, dilation_rate=self.dilation_rate, data_format=self.data_format,
         )
         return outputs if self.activation is None else self.activation(outputs)
