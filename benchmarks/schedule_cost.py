@@ -7,9 +7,13 @@ Times chunks of a fixed number of training steps at every stage size (--repeats 
 until --min_seconds have been timed; the fastest chunk counts) with the trainer's own step
 (the same compiled call, distributed dataset and generic-shape trace as train.py), then weights
 the seconds per step by the schedule's epochs (every epoch has the same number of steps at
-every size). Prints one JSON object:
+every size). The sizes are timed in --rounds passes over all of them (the seconds split
+between the passes, the fastest chunk of any pass counts): on a shared host whose speed drifts
+by 5-10 % over minutes, the ratios then compare sizes timed at the same times, not a 48 px
+figure from one minute with a 256 px figure from another. Prints one JSON object:
 
-- per stage: s/step, images/s, the peak resident memory (VmHWM, reset before each stage) and
+- per stage: s/step (and the fastest per pass), images/s, the peak resident memory (VmHWM,
+  reset before each stage in the first pass) and
   the overhead ratio: s/step divided by the 256 px s/step scaled by pixel count (1.0 = the
   small stage costs exactly what its arithmetic says);
 - schedule_cost_ratio: measured wall time of the schedule / wall time of the same number of
@@ -63,6 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timed chunks per size; the minimum is kept")
     parser.add_argument("--min_seconds", type=float, default=15.0,
                         help="time more chunks until this many seconds per size (small sizes: many samples)")
+    parser.add_argument("--rounds", type=int, default=2, help="passes over all sizes; --min_seconds is split between them")
     parser.add_argument("--steps_per_call", type=int, default=config_lib.TrainConfig().steps_per_call,
                         help="0 (the trainer's default): by stage size, TrainConfig.steps_for_call")
     parser.add_argument("--cpu_threads", default="auto", choices=config_lib.CPU_THREADS)
@@ -80,15 +85,23 @@ def main() -> None:
     with strategy.scope():
         model = CycleGAN(cfg, strategy, precision=precision)
 
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     stages = {}
-    for size in sizes:
-        can_reset = reset_peak_rss()
-        per_call = cfg.steps_for_call(size)
-        seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
-                             steps_per_call=per_call, min_seconds=args.min_seconds)
-        stages[size] = {"size": size, "steps_per_call": per_call, "s_per_step": round(seconds, 4),
-                        "images_per_s": round(1 / seconds, 3), "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
-        print(json.dumps(stages[size]), file=sys.stderr, flush=True)
+    for round_ in range(args.rounds):
+        for size in sizes:
+            can_reset = reset_peak_rss() if round_ == 0 else None
+            per_call = cfg.steps_for_call(size)
+            seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
+                                 steps_per_call=per_call, min_seconds=args.min_seconds / args.rounds)
+            if round_ == 0:
+                stages[size] = {"size": size, "steps_per_call": per_call, "s_per_step_by_round": [],
+                                "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
+            row = stages[size]
+            row["s_per_step_by_round"].append(round(seconds, 4))
+            row["s_per_step"] = min(row["s_per_step_by_round"])
+            row["images_per_s"] = round(1 / row["s_per_step"], 3)
+            print(json.dumps(row), file=sys.stderr, flush=True)
     t256 = stages[256]["s_per_step"]
     for size, row in stages.items():
         row["overhead_vs_256_pixel_scaled"] = round(row["s_per_step"] / (t256 * (size / 256) ** 2), 3)
@@ -98,7 +111,7 @@ def main() -> None:
     arithmetic = sum(stage.epochs * (stage.size / 256) ** 2 for stage in schedule.stages)
     print(json.dumps({
         "benchmark": "schedule_cost", **machine_info(), "precision": precision, "steps_per_call": args.steps_per_call,
-        "steps_per_chunk": args.steps, "min_chunks": args.repeats, "min_seconds_per_size": args.min_seconds,
+        "steps_per_chunk": args.steps, "min_chunks": args.repeats, "min_seconds_per_size": args.min_seconds, "rounds": args.rounds,
         "cpu_threads": threads or "tensorflow default",
         "schedule": [f"{s.size}:{s.epochs}" for s in schedule.stages],
         "stages": list(stages.values()),
