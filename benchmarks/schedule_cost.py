@@ -74,6 +74,8 @@ def main() -> None:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--gen_blocks", type=int, default=9)
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error(f"--rounds must be at least 1, got {args.rounds}")
 
     threads = distribute.configure_cpu_threads(args.cpu_threads)
     schedule = config_lib.Schedule.parse(args.schedule)
@@ -85,8 +87,6 @@ def main() -> None:
     with strategy.scope():
         model = CycleGAN(cfg, strategy, precision=precision)
 
-    if args.rounds < 1:
-        parser.error(f"--rounds must be at least 1, got {args.rounds}")
     stages = {}
     for round_ in range(args.rounds):
         for size in sizes:
