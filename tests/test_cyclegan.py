@@ -155,8 +155,8 @@ def test_fused_adam_matches_keras_adam_under_a_strategy(devices, tmp_path):
                 reference = r[f"Adam/{what}{k}/{d}"]
                 np.testing.assert_allclose(r[f"FusedAdam/{what}{k}/{d}"], reference, rtol=5e-5,
                                            atol=2e-6 * np.abs(reference).max())
-        # Both devices hold the same values (the gradients were summed across them).
-        np.testing.assert_array_equal(r[f"FusedAdam/w{k}/0"], r[f"FusedAdam/w{k}/{devices - 1}"])
+        if devices > 1:  # both devices hold the same values (the gradients were summed across them)
+            np.testing.assert_array_equal(r[f"FusedAdam/w{k}/0"], r[f"FusedAdam/w{k}/1"])
 
 
 def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_separate_calls():
