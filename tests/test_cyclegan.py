@@ -125,6 +125,10 @@ FUSED_ADAM = textwrap.dedent("""
         for i in range(20):
             step(tf.constant(i))
         name = optimizer_class.__name__
+        # Keras' batched all-reduce joins every gradient in one IdentityN: no update can start
+        # before the last gradient is ready.
+        graph = step.get_concrete_function(tf.constant(0)).graph
+        results[f"{name}/identity_n"] = np.array(sum(op.type == "IdentityN" for op in graph.get_operations()))
         for k in range(len(shapes)):
             for what, var in (("w", ws[k]), ("m", optimizer._momentums[k]), ("v", optimizer._velocities[k])):
                 for d, local in enumerate(strategy.experimental_local_results(var.value)):
@@ -141,7 +145,12 @@ def test_fused_adam_matches_keras_adam_under_a_strategy(devices, tmp_path):
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = dict(np.load(out))
-    assert len(r) == 2 * 3 * 3 * devices
+    assert len(r) == 2 * 3 * 3 * devices + 2
+    assert r["Adam/identity_n"] > 0  # the all-reduce's barrier, in Keras' own Adam
+    if devices == 1:  # one replica: nothing to sum, so no barrier between the gradients and the updates
+        assert r["FusedAdam/identity_n"] == 0
+    else:  # several: the gradients are still summed across the replicas (checked below)
+        assert r["FusedAdam/identity_n"] > 0
     for k, shape in enumerate([(3, 4), (5,), (2, 2, 3)]):
         start = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
         for d in range(devices):

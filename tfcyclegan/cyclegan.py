@@ -61,6 +61,17 @@ class FusedAdam(keras.optimizers.Adam):
             cache[key] = scalars
         return scalars
 
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # With one replica in sync the sum over replicas is each gradient itself. Keras' batched
+        # all-reduce would still pass every gradient through one IdentityN (its custom
+        # gradient's wrapper), so no update could start before the step's last gradient: in a
+        # 48 px profile each optimizer's updates waited for the first layer's filter gradient,
+        # all in one block at the end of the step instead of between the convolutions.
+        context = tf.distribute.get_replica_context()
+        if context is not None and context.num_replicas_in_sync == 1:
+            return list(grads_and_vars)
+        return super()._all_reduce_sum_gradients(grads_and_vars)
+
     def update_step(self, gradient, variable, learning_rate):
         if self.amsgrad:
             return super().update_step(gradient, variable, learning_rate)
