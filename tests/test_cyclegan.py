@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -93,7 +94,10 @@ def test_mixed_float16_step_uses_loss_scaling_and_keeps_float32_outputs():
     assert m.gen_g.get_layer("c7s1_conv").kernel.dtype == "float32"
 
 
+ADAM_SHAPES = [(3, 4), (5,), (2, 2, 3)]  # several variables share the step's scalars
+
 FUSED_ADAM = textwrap.dedent("""
+    import json
     import sys
     import keras
     import numpy as np
@@ -105,7 +109,7 @@ FUSED_ADAM = textwrap.dedent("""
     from tfcyclegan.cyclegan import FusedAdam
 
     strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(devices)])
-    shapes = [(3, 4), (5,), (2, 2, 3)]  # several variables share the step's scalars
+    shapes = [tuple(s) for s in json.loads(sys.argv[3])]
     results = {}
     for optimizer_class in (keras.optimizers.Adam, FusedAdam):
         with strategy.scope():
@@ -141,17 +145,17 @@ FUSED_ADAM = textwrap.dedent("""
 def test_fused_adam_matches_keras_adam_under_a_strategy(devices, tmp_path):
     out = tmp_path / "adam.npz"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run([sys.executable, "-c", FUSED_ADAM, str(devices), str(out)],
+    proc = subprocess.run([sys.executable, "-c", FUSED_ADAM, str(devices), str(out), json.dumps(ADAM_SHAPES)],
                           capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = dict(np.load(out))
-    assert len(r) == 2 * 3 * 3 * devices + 2
+    assert len(r) == 2 * 3 * len(ADAM_SHAPES) * devices + 2
     assert r["Adam/identity_n"] > 0  # the all-reduce's barrier, in Keras' own Adam
     if devices == 1:  # one replica: nothing to sum, so no barrier between the gradients and the updates
         assert r["FusedAdam/identity_n"] == 0
     else:  # several: the gradients are still summed across the replicas (checked below)
         assert r["FusedAdam/identity_n"] > 0
-    for k, shape in enumerate([(3, 4), (5,), (2, 2, 3)]):
+    for k, shape in enumerate(ADAM_SHAPES):
         start = np.linspace(-1, 1, int(np.prod(shape))).reshape(shape)
         for d in range(devices):
             w0, w1 = r[f"Adam/w{k}/{d}"], r[f"FusedAdam/w{k}/{d}"]
