@@ -35,7 +35,7 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
+from step_time import chunk_steps, machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
 from tfcyclegan import config as config_lib  # noqa: E402
 from tfcyclegan import distribute  # noqa: E402
 from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
@@ -63,7 +63,8 @@ def reset_peak_rss() -> bool:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--schedule", default="progressive", help="a named schedule or a literal like 48:15,256:20")
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per chunk")
+    parser.add_argument("--steps", type=int, default=3,
+                        help="timed steps per chunk, rounded up to whole calls (4 at 48 px: chunks of 4)")
     parser.add_argument("--repeats", type=int, default=2, help="timed chunks per size; the minimum is kept")
     parser.add_argument("--min_seconds", type=float, default=15.0,
                         help="time more chunks until this many seconds per size (small sizes: many samples)")
@@ -76,6 +77,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error(f"--rounds must be at least 1, got {args.rounds}")
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
 
     threads = distribute.configure_cpu_threads(args.cpu_threads)
     schedule = config_lib.Schedule.parse(args.schedule)
@@ -95,7 +98,8 @@ def main() -> None:
             seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
                                  steps_per_call=per_call, min_seconds=args.min_seconds / args.rounds)
             if round_ == 0:
-                stages[size] = {"size": size, "steps_per_call": per_call, "s_per_step_by_round": [],
+                stages[size] = {"size": size, "steps_per_call": per_call, "steps_per_chunk": chunk_steps(args.steps, per_call),
+                                "s_per_step_by_round": [],
                                 "peak_rss_mb": round(rss_mb("VmHWM"), 1), "peak_reset_before_stage": can_reset}
             row = stages[size]
             row["s_per_step_by_round"].append(round(seconds, 4))
@@ -111,7 +115,7 @@ def main() -> None:
     arithmetic = sum(stage.epochs * (stage.size / 256) ** 2 for stage in schedule.stages)
     print(json.dumps({
         "benchmark": "schedule_cost", **machine_info(), "precision": precision, "steps_per_call": args.steps_per_call,
-        "steps_per_chunk": args.steps, "min_chunks": args.repeats, "min_seconds_per_size": args.min_seconds, "rounds": args.rounds,
+        "min_steps_per_chunk": args.steps, "min_chunks": args.repeats, "min_seconds_per_size": args.min_seconds, "rounds": args.rounds,
         "cpu_threads": threads or "tensorflow default",
         "schedule": [f"{s.size}:{s.epochs}" for s in schedule.stages],
         "stages": list(stages.values()),

@@ -4,8 +4,8 @@
     python benchmarks/step_time.py --sizes=64,128 --batches=1 --precisions=float32 --steps=5
 
 Prints one JSON object. Each figure is the minimum over --repeats timed chunks of --steps
-steps, after a warm-up (trace + one chunk), on random images fed through a distributed
-dataset exactly as the trainer feeds them.
+steps (rounded up to whole calls of the stage's steps per call), after a warm-up (trace + one
+call), on random images fed through a distributed dataset exactly as the trainer feeds them.
 
 Two references for batch 1, float32: the figures issue 7 quotes for the reference PyTorch
 CycleGAN (0.48 s/step at 64 px, 1.45 s at 128 px, 5.5 s at 256 px, measured on another host
@@ -71,11 +71,23 @@ def load_reference(path: str | None) -> dict[int, float]:
         raise SystemExit(f"--reference={path}: expected the JSON printed by benchmarks/reference_pytorch.py ({e})")
 
 
+def chunk_steps(steps: int, steps_per_call: int) -> int:
+    """Steps in one timed chunk: at least `steps`, and whole calls of `steps_per_call` steps.
+
+    The trainer runs full calls everywhere but at an epoch's end, so a chunk of 3 steps at
+    4 steps per call would time a 3-step call the trainer never makes.
+    """
+    if steps < 1 or steps_per_call < 1:
+        raise ValueError(f"steps ({steps}) and steps_per_call ({steps_per_call}) must be at least 1")
+    return -(-steps // steps_per_call) * steps_per_call
+
+
 def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
                min_seconds: float = 0.0) -> float:
-    """Minimum seconds per step over timed chunks of `steps` steps: `repeats` chunks, and more
-    until `min_seconds` have been timed (small sizes then get many samples, and one chunk slowed
-    by another process on the machine does not decide the figure)."""
+    """Minimum seconds per step over timed chunks of chunk_steps(steps, steps_per_call) steps:
+    `repeats` chunks, and more until `min_seconds` have been timed (small sizes then get many
+    samples, and one chunk slowed by another process on the machine does not decide the figure)."""
+    steps = chunk_steps(steps, steps_per_call)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch * 2, size, size, 3)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((images, images[::-1])).repeat().batch(batch, drop_remainder=True)
@@ -93,7 +105,7 @@ def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, 
             done += k
             step += k
 
-    chunk(min(steps, steps_per_call))  # trace and warm up
+    chunk(steps_per_call)  # trace and warm up
     best, timed, chunks = float("inf"), 0.0, 0
     while chunks < repeats or timed < min_seconds:
         start = time.perf_counter()
@@ -116,6 +128,8 @@ def main() -> None:
     parser.add_argument("--gen_blocks", type=int, default=9)
     parser.add_argument("--reference", help="JSON output of benchmarks/reference_pytorch.py run on this machine")
     args = parser.parse_args()
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
     measured_reference = load_reference(args.reference)
     threads = distribute.configure_cpu_threads(args.cpu_threads)
 
@@ -128,9 +142,11 @@ def main() -> None:
             with strategy.scope():
                 model = CycleGAN(cfg, strategy, precision=precision)
             for size in (int(s) for s in args.sizes.split(",")):
+                per_call = cfg.steps_for_call(size)
                 seconds = time_steps(model, strategy, size=size, batch=batch, steps=args.steps, repeats=args.repeats,
-                                     steps_per_call=cfg.steps_for_call(size), min_seconds=args.min_seconds)
-                row = {"size": size, "batch": batch, "precision": precision, "s_per_step": round(seconds, 4),
+                                     steps_per_call=per_call, min_seconds=args.min_seconds)
+                row = {"size": size, "batch": batch, "precision": precision, "steps_per_call": per_call,
+                       "steps_per_chunk": chunk_steps(args.steps, per_call), "s_per_step": round(seconds, 4),
                        "images_per_s": round(batch / seconds, 3)}
                 if batch == 1 and size in ISSUE_REFERENCE_S_PER_STEP:
                     row["speedup_vs_issue_reference"] = round(ISSUE_REFERENCE_S_PER_STEP[size] / seconds, 3)
