@@ -82,12 +82,10 @@ def chunk_steps(steps: int, steps_per_call: int) -> int:
     return -(-steps // steps_per_call) * steps_per_call
 
 
-def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
-               min_seconds: float = 0.0) -> float:
-    """Minimum seconds per step over timed chunks of chunk_steps(steps, steps_per_call) steps:
-    `repeats` chunks, and more until `min_seconds` have been timed (small sizes then get many
-    samples, and one chunk slowed by another process on the machine does not decide the figure)."""
-    steps = chunk_steps(steps, steps_per_call)
+def chunk_runner(model: CycleGAN, strategy, *, size: int, batch: int, steps_per_call: int):
+    """A function run(n) that trains n more steps at `size` in calls of steps_per_call (the last
+    one shorter if n is not a multiple), on random images fed through a distributed dataset
+    exactly as the trainer feeds them, and waits for their losses as the trainer does."""
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch * 2, size, size, 3)).astype(np.float32)
     ds = tf.data.Dataset.from_tensor_slices((images, images[::-1])).repeat().batch(batch, drop_remainder=True)
@@ -95,16 +93,26 @@ def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, 
     model.reset_pools(size)
     step = 0
 
-    def chunk(n):
+    def run(n: int) -> None:
         nonlocal step
         done = 0
         while done < n:
             k = min(steps_per_call, n - done)
             out = model.train_steps(iterator, first_step=step, steps=k, global_batch=batch)
-            out["gen_total"].numpy()  # wait for the result, as the trainer does
+            out["gen_total"].numpy()
             done += k
             step += k
 
+    return run
+
+
+def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
+               min_seconds: float = 0.0) -> float:
+    """Minimum seconds per step over timed chunks of chunk_steps(steps, steps_per_call) steps:
+    `repeats` chunks, and more until `min_seconds` have been timed (small sizes then get many
+    samples, and one chunk slowed by another process on the machine does not decide the figure)."""
+    steps = chunk_steps(steps, steps_per_call)
+    chunk = chunk_runner(model, strategy, size=size, batch=batch, steps_per_call=steps_per_call)
     chunk(steps_per_call)  # trace and warm up
     best, timed, chunks = float("inf"), 0.0, 0
     while chunks < repeats or timed < min_seconds:

@@ -30,3 +30,46 @@ def test_chunks_are_whole_calls(steps, per_call, expected):
 def test_chunk_steps_refuses_nonpositive(steps, per_call):
     with pytest.raises(ValueError, match="at least 1"):
         chunk_steps(steps, per_call)
+
+
+# oneDNN verbose lines as TensorFlow 2.21's oneDNN prints them on this project's CI machine (48 px step).
+ONEDNN_LOG = """\
+onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:bf16::blocked:cdba::f0 dst:bf16::blocked:AcdB64a2b::f0,,,256x256x3x3,0.125
+onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_fwd:avx512_core_bf16,forward_training,src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:AcdB64a2b::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,attr-scratchpad:user,alg:convolution_direct,mb2_ic256oc256_ih14oh12kh3sh1dh0ph0_iw14ow12kw3sw1dw0pw0,1.5
+onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:bf16::blocked:cdba::f0 dst:bf16::blocked:BcdA64b2a::f0,,,256x256x3x3,0.25
+onednn_verbose,v1,primitive,exec,cpu,convolution,brg_conv_bwd:avx512_core_bf16+brg_conv_fwd:avx512_core_bf16,backward_data,src:bf16::blocked:acdb::f0 wei:bf16:a:blocked:BcdA64b2a::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,,alg:convolution_direct,mb2_ic256oc256_ih14oh12kh3sh1dh0ph0_iw14ow12kw3sw1dw0pw0,1.75
+onednn_verbose,v1,primitive,create:cache_hit,cpu,convolution,jit_bf16:avx512_core_bf16,backward_weights,src:bf16::blocked:acdb::f0 wei:bf16:ap:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,,alg:convolution_direct,mb2_ic512oc1_ih7oh4kh4sh1dh0ph0_iw7ow4kw4sw1dw0pw0,0.5
+onednn_verbose,v1,primitive,exec,cpu,convolution,jit_bf16:avx512_core_bf16,backward_weights,src:bf16::blocked:acdb::f0 wei:bf16:ap:blocked:ABcd16b16a::f0 bia:undef::undef::: dst:bf16::blocked:acdb::f0,,alg:convolution_direct,mb2_ic512oc1_ih7oh4kh4sh1dh0ph0_iw7ow4kw4sw1dw0pw0,0.375
+onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:bf16:p:blocked:ABcd16b16a::f0 dst:bf16::blocked:cdba::f0,,,1x512x4x4,0.0625
+onednn_verbose,v1,primitive,exec,cpu,matmul,brg_matmul:avx512_core_bf16,undef,src:bf16::blocked:ba::f0 wei:bf16::blocked:ab::f0 dst:bf16::blocked:ab::f0,attr-scratchpad:user,,4096x50:50x512,1.0
+onednn_verbose,v1,primitive,exec,cpu,reorder,jit:uni,undef,src:bf16::blocked:abcd::f0 dst:bf16::blocked:bcad::f0,,,2x48x48x64,0.5
+onednn_verbose,v1,primitive,exec,cpu,batch_normalization,bnorm_tbb_jit:avx512_core_bf16,forward_training,data:bf16::blocked:acdb::f0,,flags:CH,mb1ic128ih2304iw1,0.25
+2026-12-01 15:04:21.000000: I tensorflow/core/some_file.cc:1] a line that is not oneDNN's
+"""
+
+
+def test_onednn_log_is_split_by_kind_per_step():
+    from step_profile import onednn_times
+
+    times = onednn_times(ONEDNN_LOG.splitlines(), steps=2)
+    # Per step (2 steps): the creation line and the non-oneDNN line are not counted.
+    assert times["conv_forward"] == {"ms": 0.75, "count": 0.5}
+    assert times["conv_backward_data"] == {"ms": 0.88, "count": 0.5}  # 0.875 rounded
+    assert times["conv_backward_weights"] == {"ms": 0.19, "count": 0.5}
+    assert times["matmul"] == {"ms": 0.5, "count": 0.5}
+    # To and from TensorFlow's HWIO filter layout (cdba): weights; the activation transpose is not.
+    assert times["reorder_weights"] == {"ms": 0.22, "count": 1.5}
+    assert times["reorder_other"] == {"ms": 0.25, "count": 0.5}
+    assert times["batch_norm"] == {"ms": 0.12, "count": 0.5}
+    assert times["other"] == {"ms": 0.0, "count": 0.0}
+
+
+def test_onednn_log_section_is_found_by_its_markers_or_named():
+    from step_profile import BEGIN, END, log_section
+
+    text = "\n".join(["noise", BEGIN.format(size=48), "a", "b", END.format(size=48), BEGIN.format(size=256), "c",
+                      END.format(size=256)])
+    assert log_section(text, 48) == ["a", "b"]
+    assert log_section(text, 256) == ["c"]
+    with pytest.raises(SystemExit, match="no section for 64 px"):
+        log_section(text, 64)
