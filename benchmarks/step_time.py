@@ -39,11 +39,15 @@ ISSUE_REFERENCE_S_PER_STEP = {64: 0.48, 128: 1.45, 256: 5.5}
 
 
 def machine_info() -> dict:
-    """CPU model, its vector extensions and the matmul rate: what the figures depend on."""
+    """CPU model, its vector extensions and the matmul rate (with its thread count): what the figures depend on."""
     model, flags = hardware.cpu_model_and_flags()
     isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
+    # The matmul runs with the thread pools as they are set: one thread per op after
+    # --cpu_threads=auto, so its rate is then one core's (about half the machine's).
+    intra = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     return {"tensorflow": tf.__version__, "machine": platform.machine(), "cpu": model, "cpus": os.cpu_count(),
-            "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")}}
+            "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")},
+            "matmul_threads": intra}
 
 
 def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
