@@ -31,14 +31,12 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import chunk_steps, machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
+from step_time import build_model, chunk_steps, machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
 from tfcyclegan import config as config_lib  # noqa: E402
 from tfcyclegan import distribute  # noqa: E402
-from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
 
 
 def rss_mb(field: str = "VmRSS") -> float:
@@ -83,12 +81,9 @@ def main() -> None:
     threads = distribute.configure_cpu_threads(args.cpu_threads)
     schedule = config_lib.Schedule.parse(args.schedule)
     sizes = sorted({stage.size for stage in schedule.stages} | {256})
-    precision = distribute.resolve_precision(args.precision)
-    strategy = tf.distribute.MirroredStrategy()
-    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=1,
-                                 steps_per_call=args.steps_per_call)
-    with strategy.scope():
-        model = CycleGAN(cfg, strategy, precision=precision)
+    cfg, strategy, model = build_model(batch=1, steps_per_call=args.steps_per_call, gen_blocks=args.gen_blocks,
+                                       precision=args.precision)
+    precision = model.precision
 
     stages = {}
     for round_ in range(args.rounds):

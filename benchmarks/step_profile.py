@@ -19,6 +19,11 @@ the trainer runs them) at every size, one after the other:
 gradient sums, slices and concats, the executor, threads waiting for work. With 256 among
 --sizes, every smaller size also gets each figure's excess over the 256 px figure scaled by
 pixel count: what makes a small step cost more than its pixels (issue 7, target 3).
+
+oneDNN's log times a primitive by the wall clock of the thread that runs it. The figures hold
+with one thread per op (--cpu_threads=auto on 2 cores) on an otherwise idle machine; "warnings"
+in the JSON says when they do not (oneDNN's total above the logged run's own CPU time: the host
+had other work; more than one thread per op).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ import json
 import os
 import resource
 import subprocess
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +45,9 @@ import tensorflow as tf  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import chunk_runner, chunk_steps, machine_info  # noqa: E402  (benchmarks/ is this script's folder)
+from step_time import build_model, chunk_runner, chunk_steps, machine_info  # noqa: E402  (benchmarks/ is this script's folder)
 from tfcyclegan import config as config_lib  # noqa: E402
 from tfcyclegan import distribute  # noqa: E402
-from tfcyclegan.cyclegan import CycleGAN  # noqa: E402
 
 BEGIN, END = "=====tfcyclegan step_profile begin {size}=====", "=====tfcyclegan step_profile end {size}====="
 KINDS = ("conv_forward", "conv_backward_data", "conv_backward_weights", "matmul", "reorder_weights",
@@ -84,24 +88,69 @@ def onednn_times(lines, steps: int) -> dict[str, dict[str, float]]:
 
 
 def log_section(text: str, size: int) -> list[str]:
-    """The lines between the child's begin and end markers for `size`."""
+    """The lines between the logged run's begin and end markers for `size`; they must hold
+    oneDNN exec lines (none: oneDNN is off, or its log never started)."""
     begin, end = BEGIN.format(size=size), END.format(size=size)
     lines = text.splitlines()
     try:
         first, last = lines.index(begin), lines.index(end)
     except ValueError:
-        raise SystemExit(f"the oneDNN log has no section for {size} px; is oneDNN enabled (TF_ENABLE_ONEDNN_OPTS)?")
-    return lines[first + 1:last]
+        raise SystemExit(f"step_profile: the logged run has no section for {size} px")
+    section = lines[first + 1:last]
+    if not any(",exec," in line for line in section):
+        raise SystemExit(f"step_profile: oneDNN logged nothing at {size} px. Is oneDNN off "
+                         f"(TF_ENABLE_ONEDNN_OPTS={os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'unset')})? "
+                         "This profile splits oneDNN's time and needs it on (TensorFlow's default on x86).")
+    return section
+
+
+def summarize(plain_runs: list[dict[int, dict]], log_text: str, sizes: list[int]) -> dict[int, dict]:
+    """Per size: the unlogged runs' mean figures (and each run's), oneDNN's time by kind from
+    the logged run, and the CPU time outside oneDNN."""
+    rows = {}
+    for size in sizes:
+        runs = [run[size] for run in plain_runs]
+        setup = {key: runs[0][key] for key in ("size", "precision", "threads_per_op", "steps", "steps_per_call")}
+        if any({key: run[key] for key in setup} != setup for run in runs):
+            raise SystemExit(f"step_profile: the runs at {size} px differ in their set-up: {runs}")
+        row = dict(setup)
+        for key, digits in (("wall_s_per_step", 4), ("cpu_ms_per_step", 1), ("system_cpu_ms_per_step", 1),
+                            ("minor_page_faults_per_step", 1)):
+            row[key] = round(sum(run[key] for run in runs) / len(runs), digits)
+            row[key + "_by_run"] = [run[key] for run in runs]
+        onednn = onednn_times(log_section(log_text, size), row["steps"])
+        onednn_ms = sum(v["ms"] for v in onednn.values())
+        row.update(onednn=onednn, onednn_ms_per_step=round(onednn_ms, 1),
+                   outside_onednn_ms=round(row["cpu_ms_per_step"] - onednn_ms, 1))
+        rows[size] = row
+    return rows
+
+
+def add_excess_over_256(rows: dict[int, dict]) -> None:
+    """For every size below 256 (with 256 among rows): each figure minus the 256 px figure
+    scaled by pixel count, and the wall-time ratio to the scaled 256 px step."""
+    if 256 not in rows:
+        return
+    big = rows[256]
+    for size, row in rows.items():
+        if size >= 256:
+            continue
+        scale = (size / 256) ** 2
+        excess = lambda mine, theirs: round(mine - scale * theirs, 1)
+        row["excess_ms_vs_256_pixel_scaled"] = {
+            "cpu": excess(row["cpu_ms_per_step"], big["cpu_ms_per_step"]),
+            "outside_onednn": excess(row["outside_onednn_ms"], big["outside_onednn_ms"]),
+            **{kind: excess(row["onednn"][kind]["ms"], big["onednn"][kind]["ms"]) for kind in KINDS},
+        }
+        row["wall_overhead_vs_256_pixel_scaled"] = round(row["wall_s_per_step"] / (scale * big["wall_s_per_step"]), 3)
 
 
 def profile(args, sizes: list[int]) -> dict[int, dict]:
-    """Times whole calls of steps at every size, between log markers; {size: row}."""
+    """One run (a child process): whole calls of steps at every size, between log markers; {size: row}."""
     distribute.configure_cpu_threads(args.cpu_threads)
-    strategy = tf.distribute.MirroredStrategy()
-    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=1,
-                                 steps_per_call=args.steps_per_call)
-    with strategy.scope():
-        model = CycleGAN(cfg, strategy, precision=distribute.resolve_precision(args.precision))
+    cfg, strategy, model = build_model(batch=1, steps_per_call=args.steps_per_call, gen_blocks=args.gen_blocks,
+                                       precision=args.precision)
+    threads_per_op = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     rows = {}
     for size in sizes:
         per_call = cfg.steps_for_call(size)
@@ -115,8 +164,8 @@ def profile(args, sizes: list[int]) -> dict[int, dict]:
         print(END.format(size=size), flush=True)
         cpu_ms = 1000 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / steps
         rows[size] = {
-            "size": size, "precision": model.precision, "steps": steps, "steps_per_call": per_call,
-            "wall_s_per_step": round(wall / steps, 4), "cpu_ms_per_step": round(cpu_ms, 1),
+            "size": size, "precision": model.precision, "threads_per_op": threads_per_op, "steps": steps,
+            "steps_per_call": per_call, "wall_s_per_step": round(wall / steps, 4), "cpu_ms_per_step": round(cpu_ms, 1),
             "system_cpu_ms_per_step": round(1000 * (after.ru_stime - before.ru_stime) / steps, 1),
             "minor_page_faults_per_step": round((after.ru_minflt - before.ru_minflt) / steps, 1),
         }
@@ -124,15 +173,32 @@ def profile(args, sizes: list[int]) -> dict[int, dict]:
     return rows
 
 
-def run_child(args, sizes: list[int]) -> None:
-    """One child: profile() (with oneDNN's log on if --child=logged), its rows as JSON to --out."""
-    if args.child == "logged":
-        # oneDNN reads this once, at its first primitive (none has run yet: importing
-        # TensorFlow runs none). Its log, and the markers, go to this process's stdout.
-        os.environ["ONEDNN_VERBOSE"] = "1"
-    rows = profile(args, sizes)
-    with open(args.out, "w") as f:
-        json.dump({"rows": list(rows.values()), "machine": machine_info() if args.child == "plain" else None}, f)
+def run_children(args, precision: str) -> tuple[list[dict], str]:
+    """The three runs (plain, logged, plain): ([their results], the logged run's stdout)."""
+    results, log_text = [], ""
+    # Only the logged run has oneDNN's log on, from its start (oneDNN reads the variable once).
+    clean_env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_VERBOSE", "DNNL_VERBOSE")}
+    with tempfile.TemporaryDirectory(prefix="tfcyclegan_step_profile_") as scratch:
+        for i, kind in enumerate(("plain", "logged", "plain")):
+            out = os.path.join(scratch, f"{i}.json")
+            cmd = [sys.executable, str(Path(__file__).resolve()), f"--child={kind}", f"--out={out}",
+                   f"--sizes={args.sizes}", f"--steps={args.steps}", f"--steps_per_call={args.steps_per_call}",
+                   f"--cpu_threads={args.cpu_threads}", f"--precision={precision}", f"--gen_blocks={args.gen_blocks}"]
+            env = {**clean_env, "ONEDNN_VERBOSE": "1"} if kind == "logged" else clean_env
+            print(f"step_profile: run {i + 1} of 3 ({kind}) ...", file=sys.stderr, flush=True)
+            with open(os.path.join(scratch, f"{i}.log"), "w+") as log:
+                done = subprocess.run(cmd, stdout=log, env=env)
+                log.seek(0)
+                text = log.read()
+            if done.returncode != 0:
+                tail = "\n".join(text.splitlines()[-20:])
+                raise SystemExit(f"step_profile: run {i + 1} ({kind}) failed with exit code {done.returncode}: "
+                                 f"{' '.join(cmd)}\nits last output lines:\n{tail}")
+            if kind == "logged":
+                log_text = text
+            with open(out) as f:
+                results.append(json.load(f))
+    return results, log_text
 
 
 def main() -> None:
@@ -152,57 +218,36 @@ def main() -> None:
         sizes = [int(s) for s in args.sizes.split(",")]
     except ValueError:
         parser.error(f"--sizes must be comma-separated pixel sizes like 48,256, got {args.sizes!r}")
+    if len(set(sizes)) != len(sizes) or min(sizes) < 16:
+        parser.error(f"--sizes must be distinct sizes of at least 16 px (the trainer's smallest stage), got {args.sizes!r}")
     if args.child:
-        run_child(args, sizes)
+        rows = profile(args, sizes)
+        with open(args.out, "w") as f:
+            json.dump({"rows": list(rows.values()), "machine": machine_info() if args.child == "plain" else None}, f)
         return
 
-    with tempfile.TemporaryDirectory(prefix="tfcyclegan_step_profile_") as scratch:
-        results, log_text = [], None
-        for i, kind in enumerate(("plain", "logged", "plain")):
-            out = os.path.join(scratch, f"{i}.json")
-            cmd = [sys.executable, str(Path(__file__).resolve()), f"--child={kind}", f"--out={out}",
-                   f"--sizes={args.sizes}", f"--steps={args.steps}", f"--steps_per_call={args.steps_per_call}",
-                   f"--cpu_threads={args.cpu_threads}", f"--precision={args.precision}", f"--gen_blocks={args.gen_blocks}"]
-            print(f"step_profile: run {i + 1} of 3 ({kind}) ...", file=sys.stderr, flush=True)
-            with open(os.path.join(scratch, f"{i}.log"), "w+") as log:
-                env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_VERBOSE", "DNNL_VERBOSE")}
-                done = subprocess.run(cmd, stdout=log, env=env)
-                if done.returncode != 0:
-                    raise SystemExit(f"step_profile: child run {i + 1} failed (exit code {done.returncode}): {' '.join(cmd)}")
-                if kind == "logged":
-                    log.seek(0)
-                    log_text = log.read()
-            with open(out) as f:
-                results.append(json.load(f))
-    plain = [{row["size"]: row for row in results[i]["rows"]} for i in (0, 2)]
-    logged = {row["size"]: row for row in results[1]["rows"]}
-    rows = {}
-    for size in sizes:
-        runs = [p[size] for p in plain]
-        mean = lambda key: round(sum(r[key] for r in runs) / len(runs), 4 if key == "wall_s_per_step" else 1)
-        row = {key: runs[0][key] for key in ("size", "precision", "steps", "steps_per_call")}
-        for key in ("wall_s_per_step", "cpu_ms_per_step", "system_cpu_ms_per_step", "minor_page_faults_per_step"):
-            row[key] = mean(key)
-            row[key + "_by_run"] = [r[key] for r in runs]
-        onednn = onednn_times(log_section(log_text, size), row["steps"])
-        onednn_ms = sum(v["ms"] for v in onednn.values())
-        row.update(onednn=onednn, onednn_ms_per_step=round(onednn_ms, 1),
-                   outside_onednn_ms=round(row["cpu_ms_per_step"] - onednn_ms, 1),
-                   logged_run_wall_s_per_step=logged[size]["wall_s_per_step"])
-        rows[size] = row
-    if 256 in rows:
-        big = rows[256]
-        for size, row in rows.items():
-            if size == 256:
-                continue
-            scale = (size / 256) ** 2
-            row["excess_ms_vs_256_pixel_scaled"] = {
-                "cpu": round(row["cpu_ms_per_step"] - scale * big["cpu_ms_per_step"], 1),
-                "outside_onednn": round(row["outside_onednn_ms"] - scale * big["outside_onednn_ms"], 1),
-                **{kind: round(row["onednn"][kind]["ms"] - scale * big["onednn"][kind]["ms"], 1) for kind in KINDS},
-            }
-            row["wall_overhead_vs_256_pixel_scaled"] = round(row["wall_s_per_step"] / (scale * big["wall_s_per_step"]), 3)
-    print(json.dumps({"benchmark": "step_profile", **results[0]["machine"], "stages": list(rows.values())}, indent=2))
+    # Decided once here, so that the three runs cannot pick different precisions.
+    precision = distribute.resolve_precision(args.precision)
+    results, log_text = run_children(args, precision)
+    rows = summarize([{row["size"]: row for row in results[i]["rows"]} for i in (0, 2)], log_text, sizes)
+    warnings = []
+    for logged in results[1]["rows"]:
+        row = rows[logged["size"]]
+        row["logged_run_wall_s_per_step"] = logged["wall_s_per_step"]
+        row["logged_run_cpu_ms_per_step"] = logged["cpu_ms_per_step"]
+        # oneDNN times a primitive by the wall clock: on a busy host that includes waiting for a core.
+        if row["onednn_ms_per_step"] > 1.02 * logged["cpu_ms_per_step"]:
+            warnings.append(f"{logged['size']} px: oneDNN's primitives took {row['onednn_ms_per_step']} ms per step, more "
+                            f"than the logged run's CPU time ({logged['cpu_ms_per_step']} ms): the host had other work; "
+                            "run again on an idle machine")
+    if any(row["threads_per_op"] > 1 for row in rows.values()):
+        warnings.append("more than one thread per op: oneDNN's log times a primitive by the wall time of the thread "
+                        "that calls it, so outside_onednn_ms also holds the other threads' share")
+    add_excess_over_256(rows)
+    report = {"benchmark": "step_profile", **results[0]["machine"], "stages": list(rows.values()), "warnings": warnings}
+    for warning in warnings:
+        print(f"step_profile: warning: {warning}", file=sys.stderr)
+    print(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":

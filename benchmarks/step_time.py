@@ -42,8 +42,8 @@ def machine_info() -> dict:
     """CPU model, its vector extensions and the matmul rate (with its thread count): what the figures depend on."""
     model, flags = hardware.cpu_model_and_flags()
     isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
-    # The matmul runs with the thread pools as they are set: one thread per op after
-    # --cpu_threads=auto, so its rate is then one core's (about half the machine's).
+    # The matmul runs with the thread pools as they are set: after --cpu_threads=auto that is
+    # half the cores per op (one on this project's 2-core machine), so the rate is theirs.
     intra = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     return {"tensorflow": tf.__version__, "machine": platform.machine(), "cpu": model, "cpus": os.cpu_count(),
             "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")},
@@ -51,7 +51,8 @@ def machine_info() -> dict:
 
 
 def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
-    """The best rate of a 2048^3 matmul in `dtype`: this host's practical peak."""
+    """The best rate of a 2048^3 matmul in `dtype` on the threads an op gets (matmul_threads):
+    this host's practical peak for them."""
     a = tf.cast(tf.random.normal((n, n)), dtype)
     matmul = tf.function(lambda x: tf.matmul(x, x))
     matmul(a).numpy()
@@ -84,6 +85,16 @@ def chunk_steps(steps: int, steps_per_call: int) -> int:
     if steps < 1 or steps_per_call < 1:
         raise ValueError(f"steps ({steps}) and steps_per_call ({steps_per_call}) must be at least 1")
     return -(-steps // steps_per_call) * steps_per_call
+
+
+def build_model(*, batch: int, steps_per_call: int, gen_blocks: int, precision: str):
+    """(config, strategy, model): the trainer's CycleGAN under a MirroredStrategy, as the benchmarks time it."""
+    strategy = tf.distribute.MirroredStrategy()
+    cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=gen_blocks), batch_size=batch,
+                                 steps_per_call=steps_per_call)
+    with strategy.scope():
+        model = CycleGAN(cfg, strategy, precision=distribute.resolve_precision(precision))
+    return cfg, strategy, model
 
 
 def chunk_runner(model: CycleGAN, strategy, *, size: int, batch: int, steps_per_call: int):
