@@ -156,14 +156,11 @@ def main() -> None:
     measured_reference = load_reference(args.reference)
     threads = distribute.configure_cpu_threads(args.cpu_threads)
 
-    strategy = tf.distribute.MirroredStrategy()
     results = []
     for precision in args.precisions.split(","):
         for batch in (int(b) for b in args.batches.split(",")):
-            cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=args.gen_blocks), batch_size=batch,
-                                         steps_per_call=args.steps_per_call)
-            with strategy.scope():
-                model = CycleGAN(cfg, strategy, precision=precision)
+            cfg, strategy, model = build_model(batch=batch, steps_per_call=args.steps_per_call,
+                                               gen_blocks=args.gen_blocks, precision=precision)
             for size in (int(s) for s in args.sizes.split(",")):
                 per_call = cfg.steps_for_call(size)
                 seconds = time_steps(model, strategy, size=size, batch=batch, steps=args.steps, repeats=args.repeats,
