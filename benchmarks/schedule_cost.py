@@ -31,7 +31,6 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from step_time import build_model, chunk_steps, machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)

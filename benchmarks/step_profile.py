@@ -41,11 +41,9 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import build_model, chunk_runner, chunk_steps, machine_info  # noqa: E402  (benchmarks/ is this script's folder)
+from step_time import build_model, chunk_runner, chunk_steps, machine_info, threads_per_op  # noqa: E402  (benchmarks/ is this script's folder)
 from tfcyclegan import config as config_lib  # noqa: E402
 from tfcyclegan import distribute  # noqa: E402
 
@@ -150,7 +148,6 @@ def profile(args, sizes: list[int]) -> dict[int, dict]:
     distribute.configure_cpu_threads(args.cpu_threads)
     cfg, strategy, model = build_model(batch=1, steps_per_call=args.steps_per_call, gen_blocks=args.gen_blocks,
                                        precision=args.precision)
-    threads_per_op = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     rows = {}
     for size in sizes:
         per_call = cfg.steps_for_call(size)
@@ -164,7 +161,7 @@ def profile(args, sizes: list[int]) -> dict[int, dict]:
         print(END.format(size=size), flush=True)
         cpu_ms = 1000 * ((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)) / steps
         rows[size] = {
-            "size": size, "precision": model.precision, "threads_per_op": threads_per_op, "steps": steps,
+            "size": size, "precision": model.precision, "threads_per_op": threads_per_op(), "steps": steps,
             "steps_per_call": per_call, "wall_s_per_step": round(wall / steps, 4), "cpu_ms_per_step": round(cpu_ms, 1),
             "system_cpu_ms_per_step": round(1000 * (after.ru_stime - before.ru_stime) / steps, 1),
             "minor_page_faults_per_step": round((after.ru_minflt - before.ru_minflt) / steps, 1),

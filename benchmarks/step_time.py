@@ -38,16 +38,20 @@ from tfcyclegan.schedule import generic_image_shape  # noqa: E402
 ISSUE_REFERENCE_S_PER_STEP = {64: 0.48, 128: 1.45, 256: 5.5}
 
 
+def threads_per_op() -> int:
+    """Threads one op gets from TensorFlow's pools as they are set (its default: every core)."""
+    return tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
+
+
 def machine_info() -> dict:
     """CPU model, its vector extensions and the matmul rate (with its thread count): what the figures depend on."""
     model, flags = hardware.cpu_model_and_flags()
     isa = sorted(f for f in flags if f.startswith(("avx512", "amx")) or f in ("avx2", "fma"))
     # The matmul runs with the thread pools as they are set: after --cpu_threads=auto that is
     # half the cores per op (one on this project's 2-core machine), so the rate is theirs.
-    intra = tf.config.threading.get_intra_op_parallelism_threads() or os.cpu_count()
     return {"tensorflow": tf.__version__, "machine": platform.machine(), "cpu": model, "cpus": os.cpu_count(),
             "isa": isa, "matmul_gflops": {dt: matmul_gflops(dt) for dt in ("float32", "bfloat16")},
-            "matmul_threads": intra}
+            "matmul_threads": threads_per_op()}
 
 
 def matmul_gflops(dtype: str, n: int = 2048, repeats: int = 5) -> float:
