@@ -1,10 +1,10 @@
 """Per-image CPU latency and file size of the exported generator, against Keras. Prints JSON.
 
-    python benchmarks/export_latency.py                     # full-size generator, random weights
-    python benchmarks/export_latency.py --workdir=runs/age  # a trained run (gen_g)
-    python benchmarks/export_latency.py --sizes=128 --repeats=3 --no_baseline --no_full_int8
-    python benchmarks/export_latency.py --clock=cpu --breakdown     # one thread, CPU seconds, per piece
-    python benchmarks/export_latency.py --clock=wall --threads=2    # same thread count for TF and LiteRT
+    python -m benchmarks.export_latency                     # full-size generator, random weights
+    python -m benchmarks.export_latency --workdir=runs/age  # a trained run (gen_g)
+    python -m benchmarks.export_latency --sizes=128 --repeats=3 --no_baseline --no_full_int8
+    python -m benchmarks.export_latency --clock=cpu --breakdown     # one thread, CPU seconds, per piece
+    python -m benchmarks.export_latency --clock=wall --threads=2    # same thread count for TF and LiteRT
 
 Measures, at each size (batch 1): the Keras model (eager call and inside a tf.function), the
 SavedModel's translate_float signature, and each TFLite file (float32, float16, int8) run by
@@ -32,17 +32,20 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from tfcyclegan import export_lib  # noqa: E402
-from tfcyclegan.config import ModelConfig  # noqa: E402
-from tfcyclegan.layers import reflect_pad_slices  # noqa: E402
-from tfcyclegan.models import build_generator  # noqa: E402
+from tfcyclegan import export as export_lib
+from tfcyclegan.config import ModelConfig
+from tfcyclegan.export import saved_model
+from tfcyclegan.export import tflite as tflite_lib
+from tfcyclegan.model.layers import InstanceNormalization, NormedConv2D, OutputConv2D, ReflectionPad2D, UpConv2D
+from tfcyclegan.model.networks import build_generator
+from tfcyclegan.model.workdir import restore_generators
+from tfcyclegan.runtime import private
 
 
 def sample_photos(count: int) -> list[str]:
@@ -52,48 +55,63 @@ def sample_photos(count: int) -> list[str]:
 
 
 def plain_conversion(generator: keras.Model, quantization: str) -> bytes:
-    """What converting the Keras generator directly gives (the issue's measured baseline)."""
+    """What converting the Keras generator directly gives (MIRROR_PAD, run-time-shaped TRANSPOSE_CONV)."""
     fn = tf.function(lambda x: generator(x, training=False), input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()])
-    if quantization != "float32":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    return converter.convert()
+    return tflite_lib.convert_concrete(fn.get_concrete_function(), generator, quantization)
 
 
-def layer_breakdown(module: export_lib.ExportGenerator, size: int, threads: int, clock, repeats: int) -> dict:
-    """Milliseconds per call of the generator's pieces at `size`: TensorFlow (the SavedModel's
-    formulation) against TFLite float32 and int8 (the mobile formulation), batch 1."""
-    cfg = module.model_config
-    reflect = {
-        False: lambda t, p: tf.pad(t, [[0, 0], [p, p], [p, p], [0, 0]], mode="REFLECT"),
-        True: reflect_pad_slices,
-    }
+def _pieces(generator: keras.Model, cfg: ModelConfig, size: int) -> dict:
+    """The generator's pieces as small models of the same layers: name -> (input shape, calls per
+    image, mobile -> keras.Model with the trained weights of the layers it names)."""
     f = cfg.gen_filters
-    pieces = {  # name: (input shape, calls per image, mobile -> function)
-        "res_conv_3x3": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks,
-                         lambda mobile: lambda x: module._conv(reflect[mobile](x, 1), "res1_a_conv")),
-        "instance_norm_relu": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks + 1,
-                               lambda mobile: lambda x: tf.nn.relu(module._norm(x, "res1_a_norm"))),
-        "upsample_1": ((1, size // 4, size // 4, 4 * f), 1, lambda mobile: lambda x: module._upsample(x, "up1_conv", mobile)),
-        "upsample_2": ((1, size // 2, size // 2, 2 * f), 1, lambda mobile: lambda x: module._upsample(x, "up2_conv", mobile)),
-        "first_conv_7x7": ((1, size, size, 3), 1, lambda mobile: lambda x: module._conv(reflect[mobile](x, 3), "c7s1_conv")),
-        "last_conv_7x7_tanh": ((1, size, size, f), 1,
-                               lambda mobile: lambda x: tf.tanh((module._conv_blocks if mobile else module._conv)(
-                                   reflect[mobile](x, 3), "out_conv"))),
+
+    def piece(shape, build, weights_from):
+        def make(mobile: bool) -> keras.Model:
+            inputs = keras.Input(shape[1:], batch_size=1)
+            model = keras.Model(inputs, build(inputs, mobile))
+            weighted = [layer for layer in model.layers if layer.weights]
+            for layer, name in zip(weighted, weights_from):
+                layer.set_weights(generator.get_layer(name).get_weights())
+            return model
+        return make
+
+    def res_conv(x, mobile):
+        return NormedConv2D(4 * f, 3)(ReflectionPad2D(1, mobile=mobile)(x))
+
+    def norm_relu(x, mobile):
+        return keras.layers.ReLU()(InstanceNormalization()(x))
+
+    def first_conv(x, mobile):
+        return NormedConv2D(f, 7)(ReflectionPad2D(3, mobile=mobile)(x))
+
+    def last_conv(x, mobile):
+        return keras.layers.Activation("tanh")(OutputConv2D(3, 7, mobile=mobile)(ReflectionPad2D(3, mobile=mobile)(x)))
+
+    return {
+        "res_conv_3x3": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks, piece((1, size // 4, size // 4, 4 * f), res_conv, ["res1_a_conv"])),
+        "instance_norm_relu": ((1, size // 4, size // 4, 4 * f), 2 * cfg.gen_blocks + 1, piece((1, size // 4, size // 4, 4 * f), norm_relu, [])),
+        "upsample_1": ((1, size // 4, size // 4, 4 * f), 1, piece((1, size // 4, size // 4, 4 * f),
+                       lambda x, mobile: UpConv2D(2 * f, add_bias=False, mobile=mobile)(x), ["up1_conv"])),
+        "upsample_2": ((1, size // 2, size // 2, 2 * f), 1, piece((1, size // 2, size // 2, 2 * f),
+                       lambda x, mobile: UpConv2D(f, add_bias=False, mobile=mobile)(x), ["up2_conv"])),
+        "first_conv_7x7": ((1, size, size, 3), 1, piece((1, size, size, 3), first_conv, ["c7s1_conv"])),
+        "last_conv_7x7_tanh": ((1, size, size, f), 1, piece((1, size, size, f), last_conv, ["out_conv"])),
     }
+
+
+def layer_breakdown(generator: keras.Model, cfg: ModelConfig, size: int, threads: int, clock, repeats: int) -> dict:
+    """Milliseconds per call of the generator's pieces at `size`: TensorFlow (the SavedModel's
+    form) against TFLite float32 and int8 (the mobile form), batch 1. Needs norm="instance"."""
     out = {}
-    for name, (shape, calls, build) in pieces.items():
+    for name, (shape, calls, make) in _pieces(generator, cfg, size).items():
         spec = [tf.TensorSpec(shape, tf.float32)]
-        run_tf = tf.function(build(False), input_signature=spec)
+        serving, mobile = make(False), make(True)
+        run_tf = tf.function(lambda x, m=serving: m(x, training=False), input_signature=spec)
         runs = {"tensorflow": lambda x, fn=run_tf: fn(x).numpy()}
+        concrete = tf.function(lambda x, m=mobile: m(x, training=False), input_signature=spec).get_concrete_function()
         for quantization in ("float32", "int8"):
-            converter = tf.lite.TFLiteConverter.from_concrete_functions(
-                [tf.function(build(True), input_signature=spec).get_concrete_function()], module)
-            if quantization == "int8":
-                converter.optimizations = [tf.lite.Optimize.DEFAULT]
-            runs[f"tflite_{quantization}"] = export_lib.TFLiteRunner(model_content=converter.convert(), num_threads=threads)
+            content = tflite_lib.convert_concrete(concrete, mobile, quantization)
+            runs[f"tflite_{quantization}"] = export_lib.TFLiteRunner(model_content=content, num_threads=threads)
         x = np.random.default_rng(0).uniform(-1, 1, shape).astype(np.float32)
         best = {}
         for fn in runs.values():
@@ -109,7 +127,7 @@ def layer_breakdown(module: export_lib.ExportGenerator, size: int, threads: int,
 
 def xnnpack_partitions(runner: export_lib.TFLiteRunner) -> int:
     """XNNPACK partitions fed by activations (1 = the whole graph runs in one delegate)."""
-    nodes = runner.interpreter._get_ops_details()  # the only way to see the delegated plan
+    nodes = private.tflite_ops_details(runner.interpreter)
     activations = {int(runner.interpreter.get_input_details()[0]["index"])}
     activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
     return sum(1 for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]})
@@ -142,13 +160,14 @@ def main() -> None:
         print(f"warning: TensorFlow threads not set ({e})", file=sys.stderr)
 
     if args.workdir:
-        restored = export_lib.restore(args.workdir)
+        restored = restore_generators(args.workdir)
         generator, model_config, source = restored.gen_g, restored.config.model, os.path.abspath(args.workdir)
     else:
         keras.utils.set_random_seed(0)
         model_config = ModelConfig() if args.model == "full" else ModelConfig(gen_filters=8, gen_blocks=1)
         generator, source = build_generator(model_config, name="gen_g"), "random init (N(0, 0.02) convolutions)"
-    module = export_lib.ExportGenerator(generator, model_config)
+    module = export_lib.ServingModule(generator)
+    mobile = export_lib.mobile_generator(generator, model_config)
     largest = max(sizes)
     photos = sample_photos(6)
     parity_inputs = (
@@ -157,7 +176,7 @@ def main() -> None:
     )
 
     out: dict = {
-        "model": {"source": source, "parameters": module.parameter_count, "gen_blocks": model_config.gen_blocks,
+        "model": {"source": source, "parameters": generator.count_params(), "gen_blocks": model_config.gen_blocks,
                   "gen_filters": model_config.gen_filters, "norm": model_config.norm},
         "machine": {"cpu_count": os.cpu_count(), "threads": args.threads, "clock": args.clock,
                     "tensorflow": tf.__version__, "python": platform.python_version(), "repeats": args.repeats,
@@ -166,23 +185,23 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         saved = os.path.join(tmp, "saved_model")
-        export_lib.save_saved_model(module, saved)
-        run_saved = export_lib.saved_model_translate(saved)
+        saved_model.save(module, saved)
+        run_saved = saved_model.float_translator(saved)
         files = {
-            "saved_model_total_mb": export_lib.directory_bytes(saved) / 1e6,
-            "saved_model_variables_mb": export_lib.directory_bytes(os.path.join(saved, "variables")) / 1e6,
-            "float32_parameters_mb": module.parameter_count * 4 / 1e6,
+            "saved_model_total_mb": saved_model.directory_bytes(saved) / 1e6,
+            "saved_model_variables_mb": saved_model.directory_bytes(os.path.join(saved, "variables")) / 1e6,
+            "float32_parameters_mb": generator.count_params() * 4 / 1e6,
         }
         tflite = {}
         for q in export_lib.QUANTIZATIONS:
-            tflite[q] = export_lib.convert_tflite(module, q, float32_content=tflite.get("float32"))
+            tflite[q] = export_lib.convert_tflite(mobile, q, float32_content=tflite.get("float32"))
         # Dynamic range on every layer, the first convolution included (what export.py made before).
-        tflite["int8_all_layers"] = export_lib._convert(module, "int8", None)
+        tflite["int8_all_layers"] = tflite_lib.convert_plain(mobile, "int8")
         if not args.no_full_int8:
             representative = export_lib.synthetic_images(8, 128, 128, seed=7)
             if photos:
                 representative = export_lib.load_parity_images(sample_photos(8), 128, 128)
-            tflite["int8_full"] = export_lib.convert_tflite(module, "int8_full", representative_images=representative)
+            tflite["int8_full"] = export_lib.convert_tflite(mobile, "int8_full", representative_images=representative)
         if not args.no_baseline:
             for q in ("float32", "float16", "int8"):
                 tflite[f"baseline_{q}"] = plain_conversion(generator, q)
@@ -226,7 +245,8 @@ def main() -> None:
             print(f"{size}px: " + ", ".join(f"{k}={v:.3f}s" for k, v in best.items()), file=sys.stderr)
         out["latency_s"] = latency
         if args.breakdown:
-            out["breakdown_ms"] = {"size": largest, **layer_breakdown(module, largest, args.threads, clock, args.repeats)}
+            out["breakdown_ms"] = {"size": largest, **layer_breakdown(generator, model_config, largest, args.threads, clock,
+                                                                      args.repeats)}
 
     at = latency[str(largest)]
     out["aims"] = {

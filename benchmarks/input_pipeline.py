@@ -1,8 +1,8 @@
 """Input pipeline throughput per stage size, against the train step's consumption. Prints JSON.
 
-    python benchmarks/input_pipeline.py                       # synthetic faces, full model, batch 1
-    python benchmarks/input_pipeline.py --source=utkface_sample --sizes=48,64,128 --model=tiny
-    python benchmarks/input_pipeline.py --no_train            # pipeline alone
+    python -m benchmarks.input_pipeline                       # synthetic faces, full model, batch 1
+    python -m benchmarks.input_pipeline --source=utkface_sample --sizes=48,64,128 --model=tiny
+    python -m benchmarks.input_pipeline --no_train            # pipeline alone
 
 "pipeline": images/s the tf.data pipeline delivers on its own (A and B images both counted),
 with the in-memory cache (warm: a later epoch; the first epoch's decode is reported apart) and
@@ -27,13 +27,12 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
-from tfcyclegan import config as config_lib  # noqa: E402
-from tfcyclegan import data as data_lib  # noqa: E402
+from tfcyclegan import config as config_lib
+from tfcyclegan import data as data_lib
 
 
 def sample_dir() -> Path:
@@ -77,12 +76,12 @@ def time_pipeline(domains, cfg, *, size: int, batch: int, max_pairs: int) -> dic
 
 
 def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, model: str) -> list[dict]:
-    from tfcyclegan import distribute
-    from tfcyclegan.cyclegan import CycleGAN
+    from tfcyclegan.runtime import strategy as strategy_lib
+    from tfcyclegan.train.step import CycleGAN
 
     model_cfg = config_lib.ModelConfig() if model == "full" else config_lib.ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
     train_cfg = config_lib.TrainConfig(model=model_cfg, data=cfg, batch_size=batch)
-    strategy = distribute.make_strategy("auto")
+    strategy = strategy_lib.make_strategy("auto")
     global_batch = batch * strategy.num_replicas_in_sync
     with strategy.scope():
         gan = CycleGAN(train_cfg, strategy, precision="float32")
@@ -94,7 +93,7 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, mode
         constant = tf.data.Dataset.from_tensors(first).repeat().with_options(dataset.options())
 
         def run(ds, n):
-            iterator = distribute.iterate(strategy, ds)  # as the trainer iterates
+            iterator = strategy_lib.iterate(strategy, ds)  # as the trainer iterates
             gan.train_steps(iterator, first_step=0, steps=1, global_batch=global_batch)  # warm up (and trace)
             start, cpu = time.perf_counter(), time.process_time()
             losses = gan.train_steps(iterator, first_step=1, steps=n, global_batch=global_batch)

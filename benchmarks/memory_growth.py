@@ -1,9 +1,9 @@
 """Host memory of a real training run, epoch after epoch: does it grow?
 
-    python benchmarks/memory_growth.py                         # full model, 64 px, 8 epochs of 6 steps
-    python benchmarks/memory_growth.py --schedule=48:4,64:4 --steps_per_epoch=4
+    python -m benchmarks.memory_growth                         # full model, 64 px, 8 epochs of 6 steps
+    python -m benchmarks.memory_growth --schedule=48:4,64:4 --steps_per_epoch=4
 
-Runs the trainer itself (schedule.run, embedded synthetic data, checkpoints, samples and
+Runs the trainer itself (tfcyclegan.train.trainer.run, embedded synthetic data, checkpoints, samples and
 summaries written as in train.py) in a scratch workdir and reads this process's resident
 memory (VmRSS) at the end of every epoch. Prints one JSON object with the RSS per epoch and
 the growth from the end of the second epoch of the last stage to the end of the run (the
@@ -19,15 +19,13 @@ import os
 import shutil
 import sys
 import tempfile
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from schedule_cost import rss_mb  # noqa: E402  (benchmarks/ is this script's folder)
-from tfcyclegan import config as config_lib  # noqa: E402
-from tfcyclegan import schedule  # noqa: E402
+from benchmarks.common import rss_mb
+from tfcyclegan import config as config_lib
+from tfcyclegan.train import trainer
 
 
 def main() -> None:
@@ -55,7 +53,7 @@ def main() -> None:
             print(json.dumps(per_epoch[-1]), file=sys.stderr, flush=True)
 
     try:
-        schedule.run(cfg, workdir, on_step=on_step, quiet=True)
+        trainer.run(cfg, workdir, on_step=on_step, quiet=True)
     finally:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)

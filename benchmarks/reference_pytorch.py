@@ -1,7 +1,7 @@
 """The reference PyTorch CycleGAN training step, timed on this machine.
 
     pip install torch==2.13.0        # not a project requirement; only this benchmark uses it
-    python benchmarks/reference_pytorch.py --sizes=64,128,256
+    python -m benchmarks.reference_pytorch --sizes=64,128,256
 
 Prints one JSON object: seconds per training step at batch 1, float32, per size. The network
 and the step follow the official PyTorch CycleGAN (junyanz/pytorch-CycleGAN-and-pix2pix,

@@ -1,9 +1,9 @@
 """Scale-out figures on this machine: bfloat16 vs float32 per stage size, and what a second
 worker (MultiWorkerMirroredStrategy over loopback) costs per step. Prints one JSON object.
 
-    python benchmarks/scale_out.py                                   # everything (30-40 min on 2 cores)
-    python benchmarks/scale_out.py --sizes=48,64 --repeats=2 --no_workers
-    python benchmarks/scale_out.py --no_precision --worker_size=64 --worker_model=tiny
+    python -m benchmarks.scale_out                                   # everything (30-40 min on 2 cores)
+    python -m benchmarks.scale_out --sizes=48,64 --repeats=2 --no_workers
+    python -m benchmarks.scale_out --no_precision --worker_size=64 --worker_model=tiny
 
 "precision": seconds per train step of the full-size model (ResNet-9 generators, 70x70
 PatchGANs), batch 1, per stage size, float32 and mixed_bfloat16 (oneDNN runs bfloat16
@@ -36,8 +36,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+ROOT = Path(__file__).resolve().parents[1]  # the repository: workers run `python -m benchmarks.scale_out` from it
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -51,7 +50,7 @@ def _model_config(kind: str):
 
 def _build(strategy, *, model: str, precision: str):
     from tfcyclegan import config as config_lib
-    from tfcyclegan.cyclegan import CycleGAN
+    from tfcyclegan.train.step import CycleGAN
 
     config = config_lib.TrainConfig(model=_model_config(model), batch_size=1, seed=0)
     with strategy.scope():
@@ -62,7 +61,8 @@ def _iterator(strategy, *, size: int, global_batch: int):
     import numpy as np
     import tensorflow as tf
 
-    from tfcyclegan.schedule import generic_image_shape
+    from tfcyclegan.runtime import strategy as strategy_lib
+    from tfcyclegan.train.trainer import generic_image_shape
 
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (2 * global_batch, size, size, 3)).astype(np.float32)
@@ -70,20 +70,18 @@ def _iterator(strategy, *, size: int, global_batch: int):
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     ds = generic_image_shape(ds.prefetch(2)).with_options(options)  # one trace for every size, as the trainer
-    from tfcyclegan import distribute
-
-    return distribute.iterate(strategy, ds)  # as the trainer iterates
+    return strategy_lib.iterate(strategy, ds)  # as the trainer iterates
 
 
 def _time_steps(model, strategy, iterator, *, global_batch: int, steps: int, first_step: int) -> float:
     """Seconds per step over `steps` single-step calls, each followed by the trainer's stop check."""
-    from tfcyclegan import distribute
+    from tfcyclegan.runtime import cluster
 
     start = time.perf_counter()
     for k in range(steps):
         out = model.train_steps(iterator, first_step=first_step + k, steps=1, global_batch=global_batch)
         float(out["gen_total"].numpy()[-1])
-        distribute.agreed_stop(strategy, None)
+        cluster.agreed_stop(strategy, None)
     return (time.perf_counter() - start) / steps
 
 
@@ -119,9 +117,10 @@ def precision_figures(args) -> dict:
 def worker_main(args) -> None:
     import tensorflow as tf
 
-    from tfcyclegan import distribute
+    from tfcyclegan.runtime import cluster
+    from tfcyclegan.runtime import strategy as strategy_lib
 
-    strategy = distribute.make_strategy("auto")  # MultiWorkerMirroredStrategy when TF_CONFIG is set
+    strategy = strategy_lib.make_strategy("auto")  # MultiWorkerMirroredStrategy when TF_CONFIG is set
     model = _build(strategy, model=args.worker_model, precision="float32")
     model.reset_pools(args.worker_size)
     global_batch = args.worker_batch * strategy.num_replicas_in_sync
@@ -134,7 +133,7 @@ def worker_main(args) -> None:
     gradient_bytes = sum(v.shape.num_elements() * 4 for v in model.generator_variables + model.discriminator_variables)
     print(json.dumps({"s_per_step": min(times), "all_s_per_step": [round(t, 4) for t in times], "warm_up_s": round(warm_up, 1),
                       "replicas": strategy.num_replicas_in_sync, "global_batch": global_batch,
-                      "chief": distribute.is_chief(strategy), "gradient_mb": round(gradient_bytes / 2**20, 1),
+                      "chief": cluster.is_chief(strategy), "gradient_mb": round(gradient_bytes / 2**20, 1),
                       "tf": tf.__version__}))
 
 
@@ -149,7 +148,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _run_workers(args, *, workers: int, batch: int, timeout_env: str | None = None) -> dict:
-    base = [sys.executable, str(Path(__file__).resolve()), "--worker", f"--worker_size={args.worker_size}",
+    base = [sys.executable, "-m", "benchmarks.scale_out", "--worker", f"--worker_size={args.worker_size}",
             f"--worker_model={args.worker_model}", f"--worker_batch={batch}", f"--steps={args.steps}",
             f"--repeats={args.repeats}"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -163,7 +162,8 @@ def _run_workers(args, *, workers: int, batch: int, timeout_env: str | None = No
         if workers > 1:
             worker_env["TF_CONFIG"] = json.dumps({"cluster": {"worker": [f"127.0.0.1:{p}" for p in ports]},
                                                   "task": {"type": "worker", "index": i}})
-        procs.append(subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env))
+        procs.append(subprocess.Popen(base, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=worker_env,
+                                      cwd=ROOT))
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=3600)

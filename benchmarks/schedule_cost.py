@@ -1,7 +1,7 @@
 """What the progressive schedule costs against training at 256 px only, and memory per stage.
 
-    python benchmarks/schedule_cost.py                      # full model, the progressive schedule
-    python benchmarks/schedule_cost.py --steps=4 --repeats=3 --steps_per_call=1 --cpu_threads=tensorflow
+    python -m benchmarks.schedule_cost                      # full model, the progressive schedule
+    python -m benchmarks.schedule_cost --steps=4 --repeats=3 --steps_per_call=1 --cpu_threads=tensorflow
 
 Times chunks of a fixed number of training steps at every stage size (--repeats chunks, more
 until --min_seconds have been timed; the fastest chunk counts) with the trainer's own step
@@ -17,7 +17,7 @@ figure from one minute with a 256 px figure from another. Prints one JSON object
   the overhead ratio: s/step divided by the 256 px s/step scaled by pixel count (1.0 = the
   small stage costs exactly what its arithmetic says);
 - schedule_cost_ratio: measured wall time of the schedule / wall time of the same number of
-  epochs at 256 px (issue 7 target: <= 0.30), beside arithmetic_ratio, the same with pure
+  epochs at 256 px (the aim: <= 0.30), beside arithmetic_ratio, the same with pure
   pixel scaling (0.285 for 48:15,64:25,96:30,128:20,256:20).
 """
 
@@ -27,34 +27,21 @@ import argparse
 import json
 import os
 import sys
-from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import build_model, chunk_steps, machine_info, time_steps  # noqa: E402  (benchmarks/ is this script's folder)
-from tfcyclegan import config as config_lib  # noqa: E402
-from tfcyclegan import distribute  # noqa: E402
-
-
-def rss_mb(field: str = "VmRSS") -> float:
-    """This process's resident memory (VmRSS) or its peak since the last reset (VmHWM), in MB."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise RuntimeError(f"{field} not in /proc/self/status")
-
-
-def reset_peak_rss() -> bool:
-    """Resets VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
+from benchmarks.common import (
+    build_model,
+    chunk_steps,
+    machine_info,
+    reset_peak_rss,
+    rss_mb,
+    time_steps,
+)
+from tfcyclegan import config as config_lib
+from tfcyclegan.runtime import strategy as strategy_lib
+from tfcyclegan.train.trainer import steps_for_call
 
 
 def main() -> None:
@@ -77,7 +64,7 @@ def main() -> None:
     if args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
 
-    threads = distribute.configure_cpu_threads(args.cpu_threads)
+    threads = strategy_lib.configure_cpu_threads(args.cpu_threads)
     schedule = config_lib.Schedule.parse(args.schedule)
     sizes = sorted({stage.size for stage in schedule.stages} | {256})
     cfg, strategy, model = build_model(batch=1, steps_per_call=args.steps_per_call, gen_blocks=args.gen_blocks,
@@ -88,7 +75,7 @@ def main() -> None:
     for round_ in range(args.rounds):
         for size in sizes:
             can_reset = reset_peak_rss() if round_ == 0 else None
-            per_call = cfg.steps_for_call(size)
+            per_call = steps_for_call(cfg, size)
             seconds = time_steps(model, strategy, size=size, batch=1, steps=args.steps, repeats=args.repeats,
                                  steps_per_call=per_call, min_seconds=args.min_seconds / args.rounds)
             if round_ == 0:

@@ -1,7 +1,7 @@
 """Where a training step's CPU time goes, per stage size: oneDNN's primitives by kind, and the rest.
 
-    python benchmarks/step_profile.py                     # 48 and 256 px, full model, the trainer's defaults
-    python benchmarks/step_profile.py --sizes=48,64 --steps=16
+    python -m benchmarks.step_profile                     # 48 and 256 px, full model, the trainer's defaults
+    python -m benchmarks.step_profile --sizes=48,64 --steps=16
 
 Prints one JSON object. Three child processes run the same whole calls of training steps (as
 the trainer runs them) at every size, one after the other:
@@ -18,7 +18,7 @@ the trainer runs them) at every size, one after the other:
 "outside_onednn_ms" is the CPU time per step that no oneDNN primitive took: Adam, casts,
 gradient sums, slices and concats, the executor, threads waiting for work. With 256 among
 --sizes, every smaller size also gets each figure's excess over the 256 px figure scaled by
-pixel count: what makes a small step cost more than its pixels (issue 7, target 3).
+pixel count: what makes a small step cost more than its pixels (docs/performance.md).
 
 oneDNN's log times a primitive by the wall clock of the thread that runs it. The figures hold
 with one thread per op (--cpu_threads=auto on 2 cores) on an otherwise idle machine; "warnings"
@@ -41,11 +41,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from step_time import build_model, chunk_runner, chunk_steps, machine_info, threads_per_op  # noqa: E402  (benchmarks/ is this script's folder)
-from tfcyclegan import config as config_lib  # noqa: E402
-from tfcyclegan import distribute  # noqa: E402
+from benchmarks.common import (
+    build_model,
+    chunk_runner,
+    chunk_steps,
+    machine_info,
+    resolve_precision,
+    threads_per_op,
+)
+from tfcyclegan import config as config_lib
+from tfcyclegan.runtime import strategy as strategy_lib
+from tfcyclegan.train.trainer import steps_for_call
 
 BEGIN, END = "=====tfcyclegan step_profile begin {size}=====", "=====tfcyclegan step_profile end {size}====="
 KINDS = ("conv_forward", "conv_backward_data", "conv_backward_weights", "matmul", "reorder_weights",
@@ -145,12 +152,12 @@ def add_excess_over_256(rows: dict[int, dict]) -> None:
 
 def profile(args, sizes: list[int]) -> dict[int, dict]:
     """One run (a child process): whole calls of steps at every size, between log markers; {size: row}."""
-    distribute.configure_cpu_threads(args.cpu_threads)
+    strategy_lib.configure_cpu_threads(args.cpu_threads)
     cfg, strategy, model = build_model(batch=1, steps_per_call=args.steps_per_call, gen_blocks=args.gen_blocks,
                                        precision=args.precision)
     rows = {}
     for size in sizes:
-        per_call = cfg.steps_for_call(size)
+        per_call = steps_for_call(cfg, size)
         steps = chunk_steps(args.steps, per_call)
         run = chunk_runner(model, strategy, size=size, batch=1, steps_per_call=per_call)
         run(per_call)  # trace and warm up: creating primitives is not a step's cost
@@ -178,7 +185,7 @@ def run_children(args, precision: str) -> tuple[list[dict], str]:
     with tempfile.TemporaryDirectory(prefix="tfcyclegan_step_profile_") as scratch:
         for i, kind in enumerate(("plain", "logged", "plain")):
             out = os.path.join(scratch, f"{i}.json")
-            cmd = [sys.executable, str(Path(__file__).resolve()), f"--child={kind}", f"--out={out}",
+            cmd = [sys.executable, "-m", "benchmarks.step_profile", f"--child={kind}", f"--out={out}",
                    f"--sizes={args.sizes}", f"--steps={args.steps}", f"--steps_per_call={args.steps_per_call}",
                    f"--cpu_threads={args.cpu_threads}", f"--precision={precision}", f"--gen_blocks={args.gen_blocks}"]
             if i == 0:  # the report's machine figures (its matmul rates take seconds): from one run, after its steps
@@ -186,7 +193,7 @@ def run_children(args, precision: str) -> tuple[list[dict], str]:
             env = {**clean_env, "ONEDNN_VERBOSE": "1"} if kind == "logged" else clean_env
             print(f"step_profile: run {i + 1} of 3 ({kind}) ...", file=sys.stderr, flush=True)
             with open(os.path.join(scratch, f"{i}.log"), "w+") as log:
-                done = subprocess.run(cmd, stdout=log, env=env)
+                done = subprocess.run(cmd, stdout=log, env=env, cwd=Path(__file__).resolve().parents[1])
                 log.seek(0)
                 text = log.read()
             if done.returncode != 0:
@@ -227,7 +234,7 @@ def main() -> None:
         return
 
     # Decided once here, so that the three runs cannot pick different precisions.
-    precision = distribute.resolve_precision(args.precision)
+    precision = resolve_precision(args.precision)
     results, log_text = run_children(args, precision)
     rows = summarize([{row["size"]: row for row in results[i]["rows"]} for i in (0, 2)], log_text, sizes)
     warnings = []

@@ -77,15 +77,6 @@ def test_decay_defaults_to_half_of_all_epochs():
         C.TrainConfig(schedule=C.Schedule.parse("32:2"), optim=C.OptimConfig(decay_epochs=3))
 
 
-def test_steps_per_call_by_stage_size_unless_given():
-    cfg = C.TrainConfig()
-    assert cfg.steps_per_call == 0
-    assert [cfg.steps_for_call(size) for size in (32, 48, 64, 96, 128, 256)] == [9, 4, 2, 1, 1, 1]
-    assert C.TrainConfig(steps_per_call=3).steps_for_call(48) == 3
-    with pytest.raises(C.ConfigError, match="steps_per_call must be an integer >= 0"):
-        C.TrainConfig(steps_per_call=-1)
-
-
 def test_cpu_threads_choices():
     assert C.TrainConfig().cpu_threads == "auto"
     with pytest.raises(C.ConfigError, match="cpu_threads"):

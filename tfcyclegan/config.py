@@ -233,10 +233,10 @@ class TrainConfig:
     checkpoint_every_steps: also checkpoint inside an epoch every N steps (0: only per epoch).
     steps_per_epoch: cap on the steps of an epoch (None: max(|A|, |B|) // global batch).
     eval_every_epochs: every K epochs, cycle/identity L1 (and flip rates with an oracle from
-      oracle_dir, see tfcyclegan.evaluate train_oracle) on up to eval_count held-out images
+      oracle_dir, see tfcyclegan-evaluate train_oracle) on up to eval_count held-out images
       per domain, written to TensorBoard under eval/ (0: never).
     worker_timeout: seconds a multi-worker run waits for the other workers (None: the
-      $TFCYCLEGAN_WORKER_TIMEOUT environment variable, else 600; see tfcyclegan.distribute).
+      $TFCYCLEGAN_WORKER_TIMEOUT environment variable, else 600; see tfcyclegan.runtime.cluster).
     """
 
     model: ModelConfig = ModelConfig()
@@ -253,7 +253,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 0
     keep_checkpoints: int = 3
     steps_per_epoch: int | None = None
-    steps_per_call: int = 0  # 0: by stage size (steps_for_call)
+    steps_per_call: int = 0  # 0: by stage size (train.trainer.steps_for_call)
     log_every_steps: int = 10
     sample_count: int = 4
     eval_every_epochs: int = 0
@@ -283,17 +283,6 @@ class TrainConfig:
             raise ConfigError(
                 f"optim.decay_epochs ({decay}) cannot exceed the schedule's {self.schedule.total_epochs} epochs."
             )
-
-    def steps_for_call(self, size: int) -> int:
-        """Training steps per compiled call at stage `size`: steps_per_call, or with 0 by size.
-
-        A call has a fixed cost (Python, the function call, reading the losses back) that a
-        small step feels: at 48 px, 4 steps per call made a step 11 % cheaper than 1. At 96 px
-        and above a call is one step, so a stop request (Ctrl-C, SIGTERM) never waits long.
-        """
-        if self.steps_per_call:
-            return self.steps_per_call
-        return max(1, round(4 * (48 / size) ** 2))
 
     @property
     def decay_epochs(self) -> int:
@@ -353,7 +342,7 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[s
     return out
 
 
-# Presets, one per reference system. Explicit flags override them (see README, "Presets").
+# Presets, one per reference system. Explicit flags override them (docs/training.md, "Presets").
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     # UTKFace attribute tasks: the progressive schedule of the design card.
     "utkface_age": {"data.dataset": "utkface", "data.task": "age", "schedule": "progressive"},

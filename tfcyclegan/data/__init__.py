@@ -4,17 +4,23 @@
     domains = load_domains(cfg.data)
     ds = make_train_dataset(domains, cfg.data, size=64, global_batch=4, seed=0, epoch=0)
     for real_a, real_b in ds: ...   # float32 (4, 64, 64, 3) in [-1, 1]
+
+Modules, each importing only those above it: types (values and DataError), index (files ->
+examples: skip, decode check, dedupe), pipeline (tf.data), utkface (names, filters, split),
+folders (trainA/trainB), synthetic (generated faces), tfds, sources (load_domains).
 """
 
-from tfcyclegan.data.domains import DomainSplit, Domains, count_upsampled, load_domains
 from tfcyclegan.data.pipeline import (
+    count_upsampled,
     load_eval_images,
     make_train_dataset,
     preprocess_image,
     steps_per_epoch,
 )
+from tfcyclegan.data.sources import load_domains
 from tfcyclegan.data.synthetic import hair_masks
-from tfcyclegan.data.utkface import DataError, DomainFilter, Example, parse_name, task_filters
+from tfcyclegan.data.types import DataError, DomainSplit, Domains, Example
+from tfcyclegan.data.utkface import DomainFilter, parse_name, task_filters
 
 __all__ = [
     "DataError",

@@ -20,15 +20,16 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan.data.utkface import DataError, Example
+from tfcyclegan.data.types import DataError, Domains, Example
+from tfcyclegan.io import to_float
 
 if TYPE_CHECKING:  # pragma: no cover
     from tfcyclegan.config import DataConfig
-    from tfcyclegan.data.domains import Domains
 
 AUTOTUNE = tf.data.AUTOTUNE
 LOAD_SCALE = 1.12  # the reference 286/256 rule: resize to 1.12 x size, then random crop
 _DOMAIN_IDS = {"a": 0, "b": 1}
+REPORTED_SIZES = (32, 48, 64, 96, 128, 256)  # stage sizes reported in stats["upsampled"]
 
 
 def load_size(size: int, preprocess: str) -> int:
@@ -36,7 +37,18 @@ def load_size(size: int, preprocess: str) -> int:
     return int(round(LOAD_SCALE * size)) if preprocess == "resize_and_crop" else size
 
 
-def steps_per_epoch(domains: "Domains", global_batch: int) -> int:
+def count_upsampled(examples: Sequence[Example], size: int, preprocess: str) -> int:
+    """How many images are smaller than what a stage of `size` px resizes or crops them to."""
+    need = load_size(size, preprocess)
+    return sum(1 for e in examples if min(e.height, e.width) < need)
+
+
+def upsampled_counts(examples: Sequence[Example], preprocess: str) -> dict:
+    """{"<size>": n} for the usual stage sizes: images that will be upsampled at that size."""
+    return {str(s): count_upsampled(examples, s, preprocess) for s in REPORTED_SIZES}
+
+
+def steps_per_epoch(domains: Domains, global_batch: int) -> int:
     """max(|A train|, |B train|) // global_batch, at least 1."""
     if global_batch < 1:
         raise ValueError(f"global_batch must be >= 1. Received: {global_batch!r}")
@@ -117,10 +129,6 @@ def preprocess_image(image: tf.Tensor, *, size: int, preprocess: str, flip: bool
     return augment(prepared, tf.shape(prepared)[:2], tf.convert_to_tensor(seed), size=size, flip=flip)
 
 
-def to_float(image: tf.Tensor) -> tf.Tensor:
-    return tf.cast(image, tf.float32) / 127.5 - 1.0
-
-
 # -- sources --------------------------------------------------------------------------------------
 
 
@@ -185,7 +193,7 @@ def _memory_bytes(examples: Sequence[Example], size: int, preprocess: str) -> in
     return int(len(examples) * shapes[:, 0].max() * shapes[:, 1].max() * 3)
 
 
-def _cached(domains: "Domains", name: str, examples: Sequence[Example], cfg: "DataConfig", size: int, budget: list) -> _Decoded | None:
+def _cached(domains: Domains, name: str, examples: Sequence[Example], cfg: "DataConfig", size: int, budget: list) -> _Decoded | None:
     """The decoded images of a domain's train split if caching is on and they fit the budget."""
     if not cfg.cache:
         return None
@@ -225,7 +233,7 @@ def element_seeds(total: int, *, seed: int, epoch: int, domain: str) -> np.ndarr
 
 
 def make_train_dataset(
-    domains: "Domains", cfg: "DataConfig", *, size: int, global_batch: int, seed: int, epoch: int, skip_batches: int = 0
+    domains: Domains, cfg: "DataConfig", *, size: int, global_batch: int, seed: int, epoch: int, skip_batches: int = 0
 ) -> tf.data.Dataset:
     """One epoch of unpaired training pairs.
 
@@ -279,7 +287,7 @@ def _loader(examples: Sequence[Example], decoded: _Decoded | None, cfg: "DataCon
 
 
 def load_eval_images(
-    domains: "Domains", cfg: "DataConfig", *, domain: str, split: str, size: int, count: int | None = None
+    domains: Domains, cfg: "DataConfig", *, domain: str, split: str, size: int, count: int | None = None
 ) -> np.ndarray:
     """float32 (n, size, size, 3) in [-1, 1]: the first `count` examples (all if None) of a split
     in its stable order, plainly resized to size x size (no crop, no flip). n = min(count, len)."""

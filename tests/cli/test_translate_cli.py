@@ -1,0 +1,185 @@
+"""tfcyclegan-translate (python -m tfcyclegan.cli.translate): files, folders with bad files, chains, panels, limits."""
+
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from absl import flags
+from PIL import Image
+
+from tfcyclegan import export as export_lib
+from tfcyclegan.io import to_uint8
+from tfcyclegan.cli import translate
+from tfcyclegan.translate import files as translate_files
+from tfcyclegan.config import ModelConfig, TrainConfig
+from tfcyclegan.model.networks import build_generator
+from tfcyclegan.model.workdir import restore_generators
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TINY = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
+
+
+def _make_workdir(path, seed):
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, "config.json"), "w") as f:
+        f.write(TrainConfig(model=TINY).to_json())
+    keras.utils.set_random_seed(seed)
+    ckpt = tf.train.Checkpoint(
+        gen_g=build_generator(TINY, name="gen_g"), gen_f=build_generator(TINY, name="gen_f"),
+        progress=tf.train.Checkpoint(global_step=tf.Variable(3, dtype=tf.int64)),
+    )
+    tf.train.CheckpointManager(ckpt, os.path.join(path, "checkpoints"), max_to_keep=3).save()
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Two runs ("age" and "gender"), each exported as SavedModels and float32 TFLite files."""
+    root = tmp_path_factory.mktemp("translate_models")
+    out = {"exports": str(root / "exports")}
+    for seed, name in enumerate(("age", "gender")):
+        out[name] = _make_workdir(root / name, seed)
+        export_lib.export(out[name], out["exports"], quantizations="float32", name=name, log=lambda _: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def references(models):
+    return {
+        name: {"a2b": restored.gen_g, "b2a": restored.gen_f}
+        for name, restored in ((n, restore_generators(models[n])) for n in ("age", "gender"))
+    }
+
+
+def _keras(generator, image_uint8):
+    x = image_uint8.astype(np.float32)[None] / 127.5 - 1.0
+    return export_lib.keras_reference(generator, x)[0]
+
+
+def _to_uint8(x):
+    return np.round((np.clip(x, -1, 1) + 1.0) * 127.5).astype(np.uint8)
+
+
+def _photo(path, size=(45, 37), mode="RGB", seed=0):
+    pixels = to_uint8(export_lib.synthetic_images(1, size[1], size[0], seed=seed))[0]
+    Image.fromarray(pixels).convert(mode).save(path)
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _run(args):
+    """main() in-process with a private flag set (no global absl state, no subprocess start-up)."""
+    fv = translate.define_flags(flags.FlagValues())
+    fv(["translate", *args])
+    return translate.main(["translate"], fv)
+
+
+def test_one_file_with_a_savedmodel_keeps_the_size(models, references, tmp_path):
+    pixels = _photo(tmp_path / "me.jpg")
+    code = _run([f"--model={models['exports']}/age_a2b/1", f"--input={tmp_path / 'me.jpg'}", f"--output={tmp_path / 'o' / 'me.png'}"])
+    assert code == 0
+    out = np.asarray(Image.open(tmp_path / "o" / "me.png"))
+    assert out.shape == (37, 45, 3)
+    expected = _to_uint8(_keras(references["age"]["a2b"], pixels))
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_folder_with_a_bad_file_reports_it_and_translates_the_rest(models, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder / "a.jpg", (40, 32))
+    _photo(folder / "b.png", (29, 51), seed=1)
+    _photo(folder / "grey.png", (33, 33), mode="L", seed=2)
+    _photo(folder / "rgba.png", (24, 30), mode="RGBA", seed=3)
+    (folder / "notes.txt").write_text("not a picture")
+    (folder / ".DS_Store").write_bytes(b"\0")
+    code = _run([f"--model={models['exports']}/gender_b2a.float32.tflite", f"--input={folder}", f"--output={tmp_path / 'out'}"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"error: {folder / 'notes.txt'}: not an image" in captured.err
+    assert "translated 4 of 5 images" in captured.out and "1 failed: notes.txt" in captured.out
+    written = sorted(os.listdir(tmp_path / "out"))
+    assert written == ["a.png", "b.png", "grey.png", "rgba.png"]
+    shapes = {n: np.asarray(Image.open(tmp_path / "out" / n)).shape for n in written}
+    assert shapes == {"a.png": (32, 40, 3), "b.png": (51, 29, 3), "grey.png": (33, 33, 3), "rgba.png": (30, 24, 3)}
+
+
+def test_two_model_chain_equals_the_composition_and_writes_a_panel(models, references, tmp_path):
+    pixels = [_photo(tmp_path / f"p{i}.png", (36, 28), seed=i) for i in range(2)]
+    code = _run([
+        f"--model={models['age']}", "--direction=a2b", f"--chain={models['exports']}/gender_a2b.float32.tflite",
+        f"--input={tmp_path / 'p*.png'}", f"--output={tmp_path / 'out'}", f"--panel={tmp_path / 'panel.png'}",
+    ])
+    assert code == 0
+    for i, image in enumerate(pixels):
+        # The chain hands float32 images from step to step (no uint8 rounding in between).
+        step1 = _keras(references["age"]["a2b"], image)
+        step2 = _to_uint8(export_lib.keras_reference(references["gender"]["a2b"], step1[None])[0])
+        out = np.asarray(Image.open(tmp_path / "out" / f"p{i}.png"))
+        assert np.abs(out.astype(int) - step2.astype(int)).max() <= 1
+    panel = Image.open(tmp_path / "panel.png")
+    # Three columns (input, age, gender) of 256-pixel-high tiles, two rows, a header.
+    assert panel.height == 16 + 2 * (256 + 4) and panel.width > 3 * 256
+
+
+def test_workdir_direction_flag_and_suffix(models, references, tmp_path):
+    pixels = _photo(tmp_path / "x.png", (32, 32))
+    for args in (["--direction=b2a", f"--model={models['age']}"], [f"--model={models['age']}:b2a"]):
+        assert _run([*args, f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"]) == 0
+        out = np.asarray(Image.open(tmp_path / "y.png"))
+        assert np.abs(out.astype(int) - _to_uint8(_keras(references["age"]["b2a"], pixels)).astype(int)).max() <= 1
+
+
+def test_direction_conflicting_with_an_export_is_refused(models, tmp_path, capsys):
+    _photo(tmp_path / "x.png")
+    code = _run([f"--model={models['exports']}/age_a2b", "--direction=b2a", f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "translates a2b (age 20-29 -> age 50-59), not b2a" in err and "age_b2a" in err
+
+
+def test_max_side_and_size(models, tmp_path, capsys):
+    _photo(tmp_path / "big.png", (300, 120))
+    args = [f"--model={models['exports']}/age_a2b.float32.tflite", f"--input={tmp_path / 'big.png'}"]
+    assert _run([*args, f"--output={tmp_path / 'a.png'}", "--max_side=256"]) == 1
+    assert "300x120 is larger than --max_side=256: pass --size=N" in capsys.readouterr().err
+    assert _run([*args, f"--output={tmp_path / 'b.png'}", "--max_side=256", "--size=100"]) == 0
+    assert Image.open(tmp_path / "b.png").size == (100, 40)
+    assert _run([*args, f"--output={tmp_path / 'c.png'}", "--max_side=64", "--size=100"]) == 2
+
+
+def test_bad_models_and_outputs_are_usage_errors(models, tmp_path, capsys):
+    _photo(tmp_path / "x.png")
+    x = [f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"]
+    assert _run([f"--model={tmp_path / 'nope'}", *x]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    (tmp_path / "empty").mkdir()
+    assert _run([f"--model={tmp_path / 'empty'}", *x]) == 2
+    assert "is not a SavedModel folder" in capsys.readouterr().err
+    no_ckpt = tmp_path / "run"
+    no_ckpt.mkdir()
+    (no_ckpt / "config.json").write_text(TrainConfig(model=TINY).to_json())
+    assert _run([f"--model={no_ckpt}", *x]) == 2
+    assert f"No checkpoint in '{no_ckpt / 'checkpoints'}'" in capsys.readouterr().err
+    assert _run([f"--model={models['exports']}/age_a2b", f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.jpg'}"]) == 2
+    assert _run([f"--model={models['exports']}/age_a2b", f"--input={tmp_path / '*.nothing'}", f"--output={tmp_path}"]) == 2
+
+
+def test_output_names_do_not_collide():
+    names = translate_files.output_paths(["in/a.jpg", "in/a.png", "other/a.jpg", "x/a.jpg", "in/b.bmp"], "out", single_file=False)
+    assert [os.path.basename(n) for n in names] == ["a.png", "a_png.png", "a_jpg.png", "a_2.png", "b.png"]
+
+
+def test_command_line_entry_point(models, tmp_path):
+    _photo(tmp_path / "x.png")
+    result = subprocess.run(
+        [sys.executable, "-m", "tfcyclegan.cli.translate", f"--model={models['exports']}/gender_a2b.float32.tflite",
+         f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"],
+        capture_output=True, text=True, cwd=REPO, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "translated 1 of 1 images (gender_a2b.float32)" in result.stdout
+    assert Image.open(tmp_path / "y.png").size == (45, 37)

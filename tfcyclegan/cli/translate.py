@@ -1,0 +1,103 @@
+"""tfcyclegan-translate: your own photos through a trained or exported generator, or a chain.
+
+    tfcyclegan-translate --model=exports/age_a2b/1 --input=me.jpg --output=me_50s.png
+    tfcyclegan-translate --model=runs/age --direction=b2a --input=photos/ --output=out/
+    tfcyclegan-translate --model=exports/age_a2b.int8.tflite \
+        --chain=exports/gender_a2b --input='photos/*.jpg' --output=out/ --panel=panel.png
+
+--model (and each --chain entry) is a SavedModel version folder, a TF Serving model folder (its
+highest version), a .tflite file, or a training workdir (`runs/age:b2a` picks the direction of one
+chain entry, --direction the default). The models run in order: --model, then each --chain entry.
+
+Any image size works (the graphs pad to a multiple of 4 and crop back); --size=N resizes each
+image so its longer side is N first. Grey, palette and RGBA images are converted to RGB
+(transparency over white); EXIF rotation is applied. Outputs are PNGs. Exit status: 0 all
+translated, 1 some inputs failed (each named on its own line, the rest still translated), 2
+nothing could run (bad flags, no input, a model that cannot be loaded).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Sequence
+
+from tfcyclegan.io import MAX_SIDE
+
+
+def define_flags(flag_values=None):
+    """Defines this command's flags on `flag_values` (absl's global FLAGS by default)."""
+    from absl import flags
+
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    flags.DEFINE_string("model", None, "SavedModel folder, TF Serving model folder, .tflite file or workdir[:a2b|:b2a].", flag_values=fv)
+    flags.DEFINE_string("input", None, "An image file, a folder of images, or a glob such as 'photos/*.jpg'.", flag_values=fv)
+    flags.DEFINE_string("output", None, "A .png file (for one input file) or a folder.", flag_values=fv)
+    flags.DEFINE_enum("direction", None, ["a2b", "b2a"], "Direction for workdirs (default a2b); checked against exports.", flag_values=fv)
+    flags.DEFINE_list("chain", [], "More models applied after --model, in order (same forms as --model).", flag_values=fv)
+    flags.DEFINE_integer("size", None, "Resize each image so its longer side is this many pixels first.", lower_bound=8, flag_values=fv)
+    flags.DEFINE_string("panel", None, "Also write a side-by-side panel PNG (input, then each step).", flag_values=fv)
+    flags.DEFINE_integer("max_side", MAX_SIDE, "Refuse images whose longer side is larger (unless --size is given).", lower_bound=8, flag_values=fv)
+    flags.DEFINE_integer("threads", None, "CPU threads for TFLite models (default: all cores).", lower_bound=1, flag_values=fv)
+    flags.mark_flags_as_required(["model", "input", "output"], flag_values=fv)
+    return fv
+
+
+def main(argv: Sequence[str], flag_values=None) -> int:
+    """Returns the exit status: 0 all translated, 1 some inputs failed, 2 nothing could run."""
+    from absl import flags
+
+    # Imported here so --help and flag errors answer without loading TensorFlow.
+    from tfcyclegan.model.workdir import CheckpointError
+    from tfcyclegan.translate.files import is_single_file_request, list_inputs, translate_files
+    from tfcyclegan.translate.models import ModelSpecError, load_translator
+
+    if len(argv) > 1:
+        print(f"error: unexpected arguments: {' '.join(argv[1:])}", file=sys.stderr)
+        return 2
+    FLAGS = flag_values if flag_values is not None else flags.FLAGS
+    if FLAGS.size is not None and FLAGS.size > FLAGS.max_side:
+        print(f"error: --size={FLAGS.size} is larger than --max_side={FLAGS.max_side}.", file=sys.stderr)
+        return 2
+    inputs = list_inputs(FLAGS.input)
+    if not inputs:
+        print(f"error: --input={FLAGS.input!r} matches no file.", file=sys.stderr)
+        return 2
+    single_file = is_single_file_request(FLAGS.input, FLAGS.output)
+    if single_file and not FLAGS.output.lower().endswith(".png"):
+        print(f"error: --output={FLAGS.output!r}: outputs are PNGs; give a .png file or a folder.", file=sys.stderr)
+        return 2
+    try:
+        translators = [
+            load_translator(spec, direction=FLAGS.direction, num_threads=FLAGS.threads)
+            for spec in [FLAGS.model, *FLAGS.chain]
+        ]
+    except (ModelSpecError, CheckpointError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = translate_files(
+        inputs, FLAGS.output, translators, single_file=single_file, size=FLAGS.size,
+        max_side=FLAGS.max_side, panel=FLAGS.panel,
+    )
+    steps = " -> ".join(t.name for t in translators)
+    target = summary.written[0] if single_file and summary.written else FLAGS.output
+    line = f"translated {len(summary.written)} of {len(inputs)} images ({steps}) into {target}"
+    if summary.failed:
+        line += f"; {len(summary.failed)} failed: " + ", ".join(os.path.basename(p) for p, _ in summary.failed)
+    if summary.panel:
+        line += f"; panel: {summary.panel}"
+    print(line)
+    return 1 if summary.failed else 0
+
+
+def run() -> None:
+    """Console entry point: tfcyclegan-translate, python -m tfcyclegan.cli.translate."""
+    from absl import app, logging
+
+    define_flags()
+    logging.set_verbosity(logging.WARNING)
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,110 @@
+"""Translating files: one image through a chain of translators, a batch of files, a panel.
+
+A file that cannot be translated gets an error line naming it and the rest are still processed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+import sys
+from typing import Callable, Sequence
+
+import numpy as np
+
+from tfcyclegan.io import MAX_SIDE, ImageError, read_image, save_png, to_uint8
+from tfcyclegan.model.networks import MIN_SIDE
+from tfcyclegan.pictures import rows_panel
+from tfcyclegan.translate.models import Translator
+
+PANEL_HEIGHT = 256
+PANEL_MAX_ROWS = 16
+
+
+def translate_image(image: np.ndarray, translators: Sequence[Translator]) -> list[np.ndarray]:
+    """uint8 (H, W, 3) -> [step 1 output, step 2 output, ...], each uint8 (H, W, 3)."""
+    x = image.astype(np.float32)[None] / 127.5 - 1.0
+    steps = []
+    for translator in translators:
+        x = np.clip(translator(x), -1.0, 1.0)
+        steps.append(to_uint8(x[0]))
+    return steps
+
+
+def list_inputs(pattern: str) -> list[str]:
+    """A file, every non-hidden file of a folder (sorted), or the files a glob matches."""
+    if os.path.isdir(pattern):
+        names = sorted(n for n in os.listdir(pattern) if not n.startswith("."))
+        return [os.path.join(pattern, n) for n in names if os.path.isfile(os.path.join(pattern, n))]
+    if os.path.isfile(pattern):
+        return [pattern]
+    return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+
+
+def is_single_file_request(pattern: str, output: str) -> bool:
+    return os.path.isfile(pattern) and not os.path.isdir(output) and not output.endswith(os.sep) and bool(os.path.splitext(output)[1])
+
+
+def output_paths(inputs: Sequence[str], output: str, *, single_file: bool) -> list[str]:
+    if single_file:
+        return [output]
+    taken, out = set(), []
+    for path in inputs:
+        stem, suffix = os.path.splitext(os.path.basename(path))
+        name = f"{stem}.png"
+        if name in taken:
+            name = f"{stem}_{suffix.lstrip('.') or 'file'}.png"
+        counter = 2
+        while name in taken:
+            name, counter = f"{stem}_{counter}.png", counter + 1
+        taken.add(name)
+        out.append(os.path.join(output, name))
+    return out
+
+
+@dataclasses.dataclass
+class Summary:
+    written: list[str]
+    failed: list[tuple[str, str]]
+    panel: str | None = None
+
+
+def translate_files(
+    inputs: Sequence[str],
+    output: str,
+    translators: Sequence[Translator],
+    *,
+    single_file: bool = False,
+    size: int | None = None,
+    max_side: int = MAX_SIDE,
+    panel: str | None = None,
+    progress: bool = True,
+    report_error: Callable[[str], None] | None = None,
+) -> Summary:
+    """Translates each input through the chain; one bad file does not stop the others."""
+    from PIL import Image
+    from tqdm import tqdm
+
+    destinations = output_paths(inputs, output, single_file=single_file)
+    os.makedirs(os.path.dirname(os.path.abspath(destinations[0])) if single_file else output, exist_ok=True)
+    summary = Summary([], [])
+    rows = []
+    bar = tqdm(list(zip(inputs, destinations)), unit="img", disable=not progress or len(inputs) < 2, file=sys.stderr)
+    say = report_error or (lambda line: tqdm.write(line, file=sys.stderr))
+    for source, destination in bar:
+        try:
+            image = read_image(source, size=size, max_side=max_side, min_side=MIN_SIDE)
+            steps = translate_image(image, translators)
+            Image.fromarray(steps[-1]).save(destination, format="PNG")
+        except ImageError as e:
+            summary.failed.append((source, str(e)))
+            say(f"error: {source}: {e}")
+            continue
+        summary.written.append(destination)
+        if panel and len(rows) < PANEL_MAX_ROWS:
+            rows.append([image, *steps])
+    if panel and rows:
+        save_png(rows_panel(rows, ["input", *(t.name for t in translators)], height=PANEL_HEIGHT), panel)
+        summary.panel = panel
+    return summary

@@ -1,0 +1,129 @@
+"""Loading what translates an image: an exported SavedModel, a TFLite file, or a training workdir.
+
+--model (and each --chain entry) is a SavedModel version folder (exports/age_a2b/1), a TF Serving
+model folder (exports/age_a2b: its highest version), a .tflite file, or a training workdir (its
+latest checkpoint; `runs/age:b2a` picks the direction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from typing import Callable
+
+import numpy as np
+import tensorflow as tf
+
+from tfcyclegan.export import MANIFEST_FILE, METADATA_FILE, TFLiteRunner
+from tfcyclegan.export import translate as export_translate
+from tfcyclegan.model.workdir import restore_generators
+
+
+class ModelSpecError(ValueError):
+    """A --model / --chain entry is not something we can load; the message names it."""
+
+
+@dataclasses.dataclass
+class Translator:
+    """One translation step. fn: float32 (1, H, W, 3) in [-1, 1] -> the same shape."""
+
+    name: str
+    kind: str  # "saved_model", "tflite" or "workdir"
+    path: str
+    direction: str | None
+    fn: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return self.fn(images)
+
+
+# -- models ----------------------------------------------------------------------------------
+
+
+def parse_model_spec(spec: str) -> tuple[str, str | None]:
+    """'runs/age:b2a' -> ('runs/age', 'b2a'); 'exports/x.tflite' -> (..., None)."""
+    path, sep, suffix = spec.rpartition(":")
+    if sep and suffix in ("a2b", "b2a"):
+        return path, suffix
+    return spec, None
+
+
+def _latest_version_dir(path: str) -> str | None:
+    versions = [d for d in os.listdir(path) if d.isdigit() and os.path.isfile(os.path.join(path, d, "saved_model.pb"))]
+    return os.path.join(path, max(versions, key=int)) if versions else None
+
+
+def _export_metadata(path: str, kind: str) -> dict:
+    """The manifest entry written beside an export, or {} when there is none."""
+    if kind == "saved_model":
+        candidate = os.path.join(path, METADATA_FILE)
+        if os.path.isfile(candidate):
+            with open(candidate) as f:
+                return json.load(f)
+        return {}
+    manifest = os.path.join(os.path.dirname(os.path.abspath(path)), MANIFEST_FILE)
+    if os.path.isfile(manifest):
+        with open(manifest) as f:
+            for entry in json.load(f).get("models", {}).values():
+                if any(item.get("path") == os.path.basename(path) for item in entry.get("tflite", {}).values()):
+                    return entry
+    return {}
+
+
+def _sibling_hint(path: str, direction: str) -> str:
+    other = "b2a" if direction == "a2b" else "a2b"
+    hint = path.replace(f"_{direction}", f"_{other}")
+    return f" (try {hint})" if hint != path and os.path.exists(hint) else ""
+
+
+def load_translator(spec: str, *, direction: str | None = None, num_threads: int | None = None) -> Translator:
+    """Loads one step. direction: the default for workdirs ("a2b" when None)."""
+    path, explicit = parse_model_spec(spec)
+    wanted = explicit or direction
+    if not os.path.exists(path):
+        raise ModelSpecError(f"--model {spec!r}: {path} does not exist.")
+
+    if path.endswith(".tflite") and os.path.isfile(path):
+        runner = TFLiteRunner(path, num_threads=num_threads)
+        kind, fn = "tflite", runner
+    elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
+        restored = restore_generators(path)  # CheckpointError names the path
+        chosen = wanted or "a2b"
+        generator = restored.gen_g if chosen == "a2b" else restored.gen_f
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
+        def run_keras(images):
+            return export_translate(generator, images)
+
+        name = f"{os.path.basename(os.path.normpath(path))}_{chosen}"
+        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy())
+    elif os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "saved_model.pb")):
+            version_dir = _latest_version_dir(path)
+            if version_dir is None:
+                raise ModelSpecError(
+                    f"--model {spec!r} is not a SavedModel folder (saved_model.pb), a TF Serving model folder "
+                    "(numbered versions), a .tflite file or a tfcyclegan workdir (config.json)."
+                )
+            path = version_dir
+        loaded = tf.saved_model.load(path)
+        if "translate_float" not in loaded.signatures:
+            raise ModelSpecError(f"--model {spec!r}: {path} is a SavedModel without a translate_float signature.")
+        signature = loaded.signatures["translate_float"]
+        kind, fn = "saved_model", (lambda x: signature(images=tf.constant(x))["images"].numpy())
+    else:
+        raise ModelSpecError(f"--model {spec!r} is neither a .tflite file nor a folder.")
+
+    metadata = _export_metadata(path, kind)
+    known = metadata.get("direction")
+    if wanted and known and wanted != known:
+        raise ModelSpecError(
+            f"--model {spec!r} translates {known} ({metadata.get('from_domain')} -> {metadata.get('to_domain')}), "
+            f"not {wanted}{_sibling_hint(path, known)}."
+        )
+    if kind == "tflite":
+        name = os.path.basename(path).removesuffix(".tflite")  # keeps the quantization: age_a2b.int8
+    else:
+        name = metadata.get("name") or os.path.basename(os.path.normpath(path))
+    return Translator(name, kind, path, known, fn)
