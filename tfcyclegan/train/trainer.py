@@ -36,7 +36,9 @@ from tfcyclegan.model import workdir as workdir_lib
 from tfcyclegan.runtime import cluster
 from tfcyclegan.runtime import precision as precision_lib
 from tfcyclegan.runtime import strategy as strategy_lib
-from tfcyclegan.train.checkpoint import Position, Progress, WorkdirError, prepare_workdir
+from tfcyclegan.train.checkpoint import (
+    Position, Progress, RunCheckpoints, WorkdirError, WorkdirLock, prepare_workdir, truncate_loss_csv,
+)
 from tfcyclegan.train.optim import learning_rate_at
 from tfcyclegan.train.step import LOSS_NAMES, CycleGAN
 
@@ -148,8 +150,20 @@ def _write_loss_rows(path: str, rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+@dataclasses.dataclass
+class _RunState:
+    """What run() carries from epoch to epoch."""
+
+    position: Position
+    last_checkpoint: str | None
+    last_losses: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
 class Trainer:
-    """Holds a run's state between epochs. Most users call `run()` instead."""
+    """Holds a run's state between epochs. Most users call `run()` instead.
+
+    The chief holds the workdir's lock from construction to the end of run() (or close()).
+    """
 
     def __init__(self, config: config_lib.TrainConfig, workdir: str, *, data_cache_dir: str | None = None,
                  on_step: Callable[[Position, dict[str, float]], None] | None = None, quiet: bool = False):
@@ -165,6 +179,15 @@ class Trainer:
         self.strategy = strategy_lib.make_strategy(config.strategy, timeout=config.worker_timeout)
         self.precision = precision_lib.resolve_precision(config.precision, networks.time_residual_block)
         self.chief = cluster.is_chief(self.strategy)
+        # One writer per workdir, from here to the end of run() (or close()).
+        self._lock = WorkdirLock(workdir).acquire() if self.chief else None
+        try:
+            self._build(config, workdir, data_cache_dir)
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self, config: config_lib.TrainConfig, workdir: str, data_cache_dir: str | None) -> None:
         prepare_workdir(workdir, config, write=self.chief)
         self.domains = data_lib.load_domains(config.data, cache_dir=data_cache_dir)
         self.global_batch = config.batch_size * self.strategy.num_replicas_in_sync
@@ -185,20 +208,34 @@ class Trainer:
                 # Every worker must take part in a save (it is collective), but only the chief's
                 # copy is kept; the others write to a scratch folder and delete it.
                 directory = os.path.join(workdir, f".worker_{self.strategy.cluster_resolver.task_id}_checkpoints")
-            self.manager = tf.train.CheckpointManager(self.checkpoint, directory, max_to_keep=config.keep_checkpoints)
-            self.restored_from = None
             self._oracle = None
-            # Every worker resumes from the chief's checkpoints (a workdir on shared storage).
-            latest = tf.train.latest_checkpoint(checkpoints)
-            if latest:
-                self._restore(latest)
+            self.loss_csv = os.path.join(workdir, "losses.csv")
+            # Every worker resumes from the chief's checkpoints (a workdir on shared storage); each
+            # picks the newest that reads completely, the same one (checked just below).
+            self.checkpoints = RunCheckpoints(self.checkpoint, checkpoints, keep=config.keep_checkpoints,
+                                              save_directory=directory, owner=self.chief, log=self._log)
+            self.restored_from = self.checkpoints.restore_newest(self._restore, loss_csv=self.loss_csv)
         cluster.check_workers_agree(self.strategy, self.progress.get().global_step, checkpoints)
+        if self.chief and self.restored_from:
+            dropped = truncate_loss_csv(self.loss_csv, self.progress.get().global_step)
+            if dropped:
+                self._log(f"losses.csv: {dropped} rows after global step {self.progress.get().global_step} removed "
+                          "(they are trained again).")
         self.logdir = os.path.join(workdir, "logs")
         self.writer = tf.summary.create_file_writer(self.logdir) if self.chief else tf.summary.create_noop_writer()
         self.samples_dir = os.path.join(workdir, "samples")
-        self.loss_csv = os.path.join(workdir, "losses.csv")
         if self.chief:
             os.makedirs(self.samples_dir, exist_ok=True)
+
+    @property
+    def manager(self) -> tf.train.CheckpointManager:
+        return self.checkpoints.manager
+
+    def close(self) -> None:
+        """Releases the workdir (run() does it when it ends)."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -207,10 +244,11 @@ class Trainer:
         that this run's replica count can continue from it."""
         try:
             self.checkpoint.restore(path).assert_existing_objects_matched()
-        except AssertionError as e:
+        except (AssertionError, ValueError) as e:
             raise WorkdirError(
-                f"Checkpoint {path} lacks part of what this version of tfcyclegan saves ({str(e)[:300]}): it was "
-                "written by an older version. Resume it with the version that wrote it, or start a new --workdir."
+                f"Checkpoint {path} does not match what this version of tfcyclegan saves for this config "
+                f"({str(e)[:300]}): it was written by another version or model. Resume it with the version that wrote "
+                "it, or start a new --workdir."
             ) from e
         self.restored_from = path
         for pool in (self.model.pool_a, self.model.pool_b):
@@ -249,7 +287,7 @@ class Trainer:
         self.progress.replicas.assign(self.strategy.num_replicas_in_sync)
         for pool in (self.model.pool_a, self.model.pool_b):
             pool.stack_replicas()  # an all-gather: every worker saves
-        path = self.manager.save(checkpoint_number=position.global_step)
+        path = self.checkpoints.save(position.global_step)
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
         return path
@@ -280,100 +318,121 @@ class Trainer:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self, *, max_steps: int | None = None) -> RunResult:
+        """Trains from the restored position to the end of the schedule, a stop signal or
+        `max_steps`; always ends with a checkpoint. Releases the workdir when it returns or raises."""
+        try:
+            return self._run(max_steps)
+        finally:
+            self.close()
+
+    def _run(self, max_steps: int | None) -> RunResult:
         cfg = self.config
         stages = cfg.schedule.stages
         position = self.progress.get()
-        last_ckpt = self.restored_from
-        last_losses: dict[str, float] = {}
+        if position.stage >= len(stages):
+            self._log(f"Run in {self.workdir} is already complete ({cfg.schedule}, global step {position.global_step}); "
+                      "nothing to do. Use a new --workdir to train again.")
+            return RunResult(position, True, None, self.restored_from, {})
         if cfg.precision == "auto":
-            self._log(f"Precision: {self.precision} (--precision=auto on {precision_lib.describe_device(networks.time_residual_block)}).")
+            self._log(f"Precision: {self.precision} (--precision=auto on "
+                      f"{precision_lib.describe_device(networks.time_residual_block)}).")
         if self.threads:
             self._log(f"CPU threads: {self.threads}.")
         if self.restored_from:
             self._log(f"Resuming from {self.restored_from}: stage {position.stage + 1}/{len(stages)}, "
                       f"epoch {position.epoch + 1}, step {position.step}, global step {position.global_step}")
-        if position.stage >= len(stages):
-            self._log(f"Run in {self.workdir} is already complete ({cfg.schedule}).")
-            return RunResult(position, True, None, last_ckpt, last_losses)
-
+        run = _RunState(position=position, last_checkpoint=self.restored_from)
         with _StopFlag() as stop:
-            while position.stage < len(stages):
-                stage = stages[position.stage]
-                if position.epoch == 0 and position.step == 0:
+            while run.position.stage < len(stages):
+                stage = stages[run.position.stage]
+                if run.position.epoch == 0 and run.position.step == 0:
                     self.model.reset_pools(stage.size)  # a new stage starts with empty pools
                 samples = self._sample_images(stage.size) if self.chief else None
-                while position.epoch < stage.epochs:
-                    global_epoch = self.epoch_offset(position.stage) + position.epoch
-                    lr = learning_rate_at(cfg, global_epoch)
-                    self.model.set_learning_rate(lr)
-                    dataset = data_lib.make_train_dataset(
-                        self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
-                        epoch=global_epoch, skip_batches=position.step,
-                    )
-                    iterator = strategy_lib.iterate(self.strategy, generic_image_shape(dataset))
-                    bar = tqdm(
-                        total=self.steps_per_epoch, initial=position.step, unit="step", file=sys.stderr,
-                        desc=f"stage {position.stage + 1}/{len(stages)} {stage.size}px epoch {position.epoch + 1}/{stage.epochs}",
-                        disable=self.quiet or not self.chief, dynamic_ncols=True, mininterval=1.0,
-                    )
-                    rows = []
-                    while position.step < self.steps_per_epoch:
-                        n = self._chunk(position, max_steps)
-                        start = time.perf_counter()
-                        out = self.model.train_steps(iterator, first_step=position.global_step, steps=n,
-                                                     global_batch=self.global_batch)
-                        values = {k: v.numpy() for k, v in out.items()}
-                        elapsed = time.perf_counter() - start
-                        self._check_finite(values, position)
-                        position = dataclasses.replace(position, step=position.step + n, global_step=position.global_step + n)
-                        last_losses = {k: float(v[-1]) for k, v in values.items()}
-                        images_per_sec = n * self.global_batch / max(elapsed, 1e-9)
-                        bar.update(n)
-                        bar.set_postfix(G=f"{last_losses['gen_total']:.3f}", D=f"{last_losses['disc_a'] + last_losses['disc_b']:.3f}",
-                                        cyc=f"{last_losses['cycle_a'] + last_losses['cycle_b']:.3f}", ips=f"{images_per_sec:.1f}", refresh=False)
-                        if position.global_step % cfg.log_every_steps == 0 or position.step == self.steps_per_epoch:
-                            means = {k: float(np.mean(v)) for k, v in values.items()}
-                            self._summaries(means, lr, images_per_sec, stage.size, position.global_step)
-                            rows.append({"global_step": position.global_step, "size": stage.size, "learning_rate": lr,
-                                         "images_per_sec": round(images_per_sec, 3), **{k: round(v, 6) for k, v in means.items()}})
-                        if self.on_step is not None:
-                            self.on_step(position, last_losses)
-                        stop_reason = self._stop_reason(stop, position, max_steps)
-                        periodic = cfg.checkpoint_every_steps and position.global_step % cfg.checkpoint_every_steps == 0
-                        if (stop_reason or periodic) and position.step < self.steps_per_epoch:
-                            last_ckpt = self.save(position)
-                            if self.chief:
-                                _write_loss_rows(self.loss_csv, rows)
-                            rows = []
-                        if stop_reason and position.step < self.steps_per_epoch:
-                            bar.close()
-                            self._log_stop(stop_reason, position, last_ckpt)
-                            self.writer.flush()
-                            return RunResult(position, False, stop_reason, last_ckpt, last_losses)
-                    bar.close()
-                    # End of epoch: samples, then a checkpoint at the start of the next epoch.
-                    if self.chief:
-                        path = self._write_samples(samples, global_epoch, stage.size, position.global_step)
-                        _write_loss_rows(self.loss_csv, rows)
-                        self._log(f"epoch {global_epoch + 1}/{cfg.schedule.total_epochs} done: lr {lr:.2e}, "
-                                  f"cycle {last_losses['cycle_a']:.3f}/{last_losses['cycle_b']:.3f}, samples {path}")
-                    if self.chief and cfg.eval_every_epochs and (global_epoch + 1) % cfg.eval_every_epochs == 0:
-                        self._evaluate(stage.size, position.global_step)
-                    position = dataclasses.replace(position, epoch=position.epoch + 1, step=0)
-                    if position.epoch == stage.epochs:
-                        position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
-                    last_ckpt = self.save(position)
-                    self.writer.flush()
-                    stop_reason = self._stop_reason(stop, position, max_steps)
-                    if stop_reason:
-                        self._log_stop(stop_reason, position, last_ckpt)
-                        return RunResult(position, position.stage >= len(stages), stop_reason, last_ckpt, last_losses)
-                    if position.epoch == 0:
+                while run.position.epoch < stage.epochs:
+                    stopped = self._train_epoch(run, stage, samples, stop, max_steps)
+                    if stopped:
+                        return RunResult(run.position, run.position.stage >= len(stages), stopped,
+                                         run.last_checkpoint, run.last_losses)
+                    if run.position.epoch == 0:
                         break  # that was the stage's last epoch
         if self.chief:
             plot_loss_curves(self.loss_csv, os.path.join(self.workdir, "loss_curves.png"))
-            self._log(f"Training complete: {position.global_step} steps. Checkpoint {last_ckpt}")
-        return RunResult(position, True, None, last_ckpt, last_losses)
+            self._log(f"Training complete: {run.position.global_step} steps. Checkpoint {run.last_checkpoint}")
+        return RunResult(run.position, True, None, run.last_checkpoint, run.last_losses)
+
+    def _train_epoch(self, run: "_RunState", stage: config_lib.Stage, samples, stop: "_StopFlag",
+                     max_steps: int | None) -> str | None:
+        """Trains the rest of the epoch at run.position, then writes samples and the epoch's
+        checkpoint. Returns the stop reason when training must stop, else None."""
+        cfg = self.config
+        position = run.position
+        global_epoch = self.epoch_offset(position.stage) + position.epoch
+        lr = learning_rate_at(cfg, global_epoch)
+        self.model.set_learning_rate(lr)
+        dataset = data_lib.make_train_dataset(
+            self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
+            epoch=global_epoch, skip_batches=position.step,
+        )
+        iterator = strategy_lib.iterate(self.strategy, generic_image_shape(dataset))
+        bar = tqdm(
+            total=self.steps_per_epoch, initial=position.step, unit="step", file=sys.stderr,
+            desc=f"stage {position.stage + 1}/{len(cfg.schedule.stages)} {stage.size}px "
+                 f"epoch {position.epoch + 1}/{stage.epochs}",
+            disable=self.quiet or not self.chief, dynamic_ncols=True, mininterval=1.0,
+        )
+        rows = []
+        while position.step < self.steps_per_epoch:
+            n = self._chunk(position, max_steps)
+            start = time.perf_counter()
+            out = self.model.train_steps(iterator, first_step=position.global_step, steps=n, global_batch=self.global_batch)
+            values = {k: v.numpy() for k, v in out.items()}
+            elapsed = time.perf_counter() - start
+            self._check_finite(values, position)
+            position = run.position = dataclasses.replace(position, step=position.step + n,
+                                                          global_step=position.global_step + n)
+            losses = run.last_losses = {k: float(v[-1]) for k, v in values.items()}
+            images_per_sec = n * self.global_batch / max(elapsed, 1e-9)
+            bar.update(n)
+            bar.set_postfix(G=f"{losses['gen_total']:.3f}", D=f"{losses['disc_a'] + losses['disc_b']:.3f}",
+                            cyc=f"{losses['cycle_a'] + losses['cycle_b']:.3f}", ips=f"{images_per_sec:.1f}", refresh=False)
+            if position.global_step % cfg.log_every_steps == 0 or position.step == self.steps_per_epoch:
+                means = {k: float(np.mean(v)) for k, v in values.items()}
+                self._summaries(means, lr, images_per_sec, stage.size, position.global_step)
+                rows.append({"global_step": position.global_step, "size": stage.size, "learning_rate": lr,
+                             "images_per_sec": round(images_per_sec, 3), **{k: round(v, 6) for k, v in means.items()}})
+            if self.on_step is not None:
+                self.on_step(position, losses)
+            stop_reason = self._stop_reason(stop, position, max_steps)
+            periodic = cfg.checkpoint_every_steps and position.global_step % cfg.checkpoint_every_steps == 0
+            if (stop_reason or periodic) and position.step < self.steps_per_epoch:
+                run.last_checkpoint = self.save(position)
+                if self.chief:
+                    _write_loss_rows(self.loss_csv, rows)
+                rows = []
+            if stop_reason and position.step < self.steps_per_epoch:
+                bar.close()
+                self._log_stop(stop_reason, position, run.last_checkpoint)
+                self.writer.flush()
+                return stop_reason
+        bar.close()
+        # End of epoch: samples, then a checkpoint at the start of the next epoch.
+        if self.chief:
+            path = self._write_samples(samples, global_epoch, stage.size, position.global_step)
+            _write_loss_rows(self.loss_csv, rows)
+            self._log(f"epoch {global_epoch + 1}/{cfg.schedule.total_epochs} done: lr {lr:.2e}, "
+                      f"cycle {run.last_losses['cycle_a']:.3f}/{run.last_losses['cycle_b']:.3f}, samples {path}")
+        if self.chief and cfg.eval_every_epochs and (global_epoch + 1) % cfg.eval_every_epochs == 0:
+            self._evaluate(stage.size, position.global_step)
+        position = dataclasses.replace(position, epoch=position.epoch + 1, step=0)
+        if position.epoch == stage.epochs:
+            position = dataclasses.replace(position, stage=position.stage + 1, epoch=0)
+        run.position = position
+        run.last_checkpoint = self.save(position)
+        self.writer.flush()
+        stop_reason = self._stop_reason(stop, position, max_steps)
+        if stop_reason:
+            self._log_stop(stop_reason, position, run.last_checkpoint)
+        return stop_reason
 
     def _evaluate(self, size: int, step: int) -> dict[str, float]:
         """The cheap metrics on held-out images, to TensorBoard (eval/...) and the log."""
