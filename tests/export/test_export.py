@@ -74,12 +74,13 @@ def test_layout_and_manifest(exported, workdir):
     for direction in ("a2b", "b2a"):
         assert os.path.isfile(os.path.join(d, f"age_{direction}", "1", "saved_model.pb"))
         for q in ("float32", "float16", "int8"):
-            assert os.path.isfile(os.path.join(d, f"age_{direction}.{q}.tflite"))
+            assert os.path.isfile(os.path.join(d, f"age_{direction}.v1.{q}.tflite"))
     assert not [n for n in os.listdir(d) if n.startswith(".tmp")], "temporary folders left behind"
     manifest = json.load(open(os.path.join(d, "manifest.json")))
     with open(os.path.join(workdir, "config.json")) as f:
         config = json.load(f)
-    a2b, b2a = manifest["models"]["age_a2b"], manifest["models"]["age_b2a"]
+    assert manifest["format_version"] == 2 and manifest["models"]["age_a2b"]["latest_version"] == 1
+    a2b, b2a = manifest["models"]["age_a2b"]["versions"]["1"], manifest["models"]["age_b2a"]["versions"]["1"]
     assert (a2b["task"], a2b["direction"], a2b["generator"], b2a["direction"], b2a["generator"]) == (
         "age", "a2b", "gen_g", "b2a", "gen_f")
     assert a2b["domains"] == {"a": "age 20-29", "b": "age 50-59"}
@@ -98,7 +99,8 @@ def test_layout_and_manifest(exported, workdir):
     # The model's own manifest entry travels with the SavedModel.
     extra = json.load(open(os.path.join(d, "age_b2a", "1", "assets.extra", "tfcyclegan.json")))
     assert extra["direction"] == "b2a" and extra["global_step"] == 7
-    assert exported["stdout"]["models"]["age_a2b"]["tflite"]["int8"] == "age_a2b.int8.tflite"
+    assert exported["stdout"]["models"]["age_a2b"]["tflite"]["int8"] == "age_a2b.v1.int8.tflite"
+    assert a2b["max_side"] == 2048
 
 
 def test_variables_are_stored_once(exported, generators):
@@ -219,7 +221,7 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
 @pytest.mark.parametrize("quantization", ["float32", "float16", "int8"])
 def test_tflite_parity_at_export_size_and_after_resize(exported, quantization):
     reference = saved_model.float_translator(_load(exported))
-    runner = export_lib.TFLiteRunner(os.path.join(exported["dir"], f"age_a2b.{quantization}.tflite"))
+    runner = export_lib.TFLiteRunner(os.path.join(exported["dir"], f"age_a2b.v1.{quantization}.tflite"))
     for h, w in [(SIZE, SIZE), (37, 49), (20, 28), (SIZE, SIZE)]:
         x = export_lib.synthetic_images(1, h, w, seed=h * w)
         out, ref = runner(x), reference(x)
@@ -234,7 +236,7 @@ def test_tflite_files_use_builtin_ops_only_and_one_xnnpack_partition(exported):
     from ai_edge_litert.interpreter import Interpreter
 
     for q in ("float32", "float16", "int8"):
-        path = os.path.join(exported["dir"], f"age_b2a.{q}.tflite")
+        path = os.path.join(exported["dir"], f"age_b2a.v1.{q}.tflite")
         content = open(path, "rb").read()
         ops = export_lib.tflite_operators(content)
         assert not [op for op in ops if op.startswith("CUSTOM")], ops
@@ -262,7 +264,7 @@ def test_int8_keeps_the_first_convolution_float(exported):
     from ai_edge_litert.tools import flatbuffer_utils
 
     def read(direction, q):
-        with open(os.path.join(exported["dir"], f"age_{direction}.{q}.tflite"), "rb") as f:
+        with open(os.path.join(exported["dir"], f"age_{direction}.v1.{q}.tflite"), "rb") as f:
             return f.read()
 
     def first_weights(model):
@@ -279,7 +281,7 @@ def test_int8_keeps_the_first_convolution_float(exported):
     reference = flatbuffer_utils.read_model_from_bytearray(bytearray(float32))
     np.testing.assert_array_equal(first_weights(model), first_weights(reference))
     manifest = json.load(open(os.path.join(exported["dir"], "manifest.json")))
-    assert "first convolution: float32" in manifest["models"]["age_a2b"]["tflite"]["int8"]["weights"]
+    assert "first convolution: float32" in manifest["models"]["age_a2b"]["versions"]["1"]["tflite"]["int8"]["weights"]
     # The weights are checked against the int8 ones: another generator's float32 file is refused.
     plain = convert_plain(export_lib.mobile_generator(restore_generators(exported["workdir"]).gen_g, TINY), "int8")
     assert keep_first_conv_float(plain, float32) == int8  # what export.py wrote
@@ -366,12 +368,13 @@ def test_versions_are_never_overwritten_and_the_manifest_merges(workdir, tmp_pat
     export_lib.export(workdir, out, formats="saved_model", name="first", log=lambda _: None)
     export_lib.export(workdir, out, formats="saved_model", name="first", log=lambda _: None)  # version 2
     assert sorted(os.listdir(os.path.join(out, "first_a2b"))) == ["1", "2"]
-    with pytest.raises(export_lib.ExportError, match="already exists"):
+    with pytest.raises(export_lib.ExportError, match="Version 2 of first_a2b exists already"):
         export_lib.export(workdir, out, formats="saved_model", name="first", version=2, log=lambda _: None)
     export_lib.export(workdir, out, formats="saved_model", name="second", version=5, log=lambda _: None)
     models = json.load(open(os.path.join(out, "manifest.json")))["models"]
     assert sorted(models) == ["first_a2b", "first_b2a", "second_a2b", "second_b2a"]
-    assert models["first_a2b"]["version"] == 2 and models["second_b2a"]["version"] == 5
+    assert sorted(models["first_a2b"]["versions"]) == ["1", "2"] and models["first_a2b"]["latest_version"] == 2
+    assert models["second_b2a"]["latest_version"] == 5
     with pytest.raises(export_lib.ExportError, match="--formats"):
         export_lib.export(workdir, out, formats="onnx")
     with pytest.raises(export_lib.ExportError, match="--tflite_quantization"):
@@ -381,7 +384,7 @@ def test_versions_are_never_overwritten_and_the_manifest_merges(workdir, tmp_pat
 def test_failed_parity_is_loud_and_writes_nothing(workdir, tmp_path, monkeypatch):
     monkeypatch.setitem(export_lib.PARITY, "float16", export_lib.Parity("max_abs", 1e-9))
     out = tmp_path / "exports"
-    with pytest.raises(export_lib.ExportError, match=r"age_a2b\.float16\.tflite failed its parity check"):
+    with pytest.raises(export_lib.ExportError, match=r"age_a2b\.v1\.float16\.tflite failed its parity check"):
         export_lib.export(workdir, str(out), formats="saved_model,tflite", quantizations="float16", log=lambda _: None)
     assert sorted(os.listdir(out)) == []
 
@@ -389,7 +392,7 @@ def test_failed_parity_is_loud_and_writes_nothing(workdir, tmp_path, monkeypatch
 def test_int8_under_the_psnr_bound_is_refused_with_advice(workdir, tmp_path, monkeypatch):
     monkeypatch.setitem(export_lib.PARITY, "int8", export_lib.Parity("psnr_db", 99.0))
     out = tmp_path / "exports"
-    with pytest.raises(export_lib.ExportError, match=r"age_a2b\.int8\.tflite failed .* PSNR .*>= 99.0.*float16 file"):
+    with pytest.raises(export_lib.ExportError, match=r"age_a2b\.v1\.int8\.tflite failed .* PSNR .*>= 99.0.*float16 file"):
         export_lib.export(workdir, str(out), formats="tflite", quantizations="int8", log=lambda _: None)
     assert sorted(os.listdir(out)) == []
 

@@ -4,7 +4,8 @@
     tfcyclegan-export --workdir=runs/age --formats=tflite --tflite_quantization=float16,int8
 
 Writes exports/<name>_a2b/<version>/ and exports/<name>_b2a/<version>/ (the layout TF Serving
-loads), exports/<name>_<direction>.<quantization>.tflite and exports/manifest.json. Every file is
+loads), exports/<name>_<direction>.v<version>.<quantization>.tflite and exports/manifest.json
+(every version's entry). No file of an earlier version is ever replaced. Every file is
 verified before it is written (reload vs Keras, TFLite vs SavedModel). Exit status: 0 exported,
 1 a check or the checkpoint failed (the message names the file and the figure), 2 bad flags.
 """
@@ -15,6 +16,8 @@ import json
 import sys
 
 from absl import app, flags, logging
+
+from tfcyclegan.cli import quiet_tensorflow
 
 
 def define_flags() -> None:
@@ -27,6 +30,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("size", None, "Export/check size in pixels (default: the run's last stage size).", lower_bound=8)
     flags.DEFINE_list("parity_images", [], "Photos for the parity checks (default: synthetic images).")
     flags.DEFINE_integer("threads", None, "CPU threads for the TFLite checks (default: all cores).", lower_bound=1)
+    flags.DEFINE_integer("max_side", 2048, "Longest image side the SavedModel's signatures accept; larger images are "
+                         "refused before any large allocation (memory grows with the pixel count).", lower_bound=8)
     flags.mark_flag_as_required("workdir")
 
 
@@ -50,6 +55,7 @@ def main(argv) -> int:
             size=FLAGS.size,
             parity_images=FLAGS.parity_images or None,
             num_threads=FLAGS.threads,
+            max_side=FLAGS.max_side,
             log=lambda line: print(line, file=sys.stderr),
         )
     except (CheckpointError, ExportError) as e:
@@ -69,6 +75,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Console entry point: tfcyclegan-export, python export.py, python -m tfcyclegan.cli.export."""
+    quiet_tensorflow()
     define_flags()
     app.run(main)
 
