@@ -96,7 +96,7 @@ def test_folder_with_a_bad_file_reports_it_and_translates_the_rest(models, tmp_p
     _photo(folder / "rgba.png", (24, 30), mode="RGBA", seed=3)
     (folder / "notes.txt").write_text("not a picture")
     (folder / ".DS_Store").write_bytes(b"\0")
-    code = _run([f"--model={models['exports']}/gender_b2a.float32.tflite", f"--input={folder}", f"--output={tmp_path / 'out'}"])
+    code = _run([f"--model={models['exports']}/gender_b2a.v1.float32.tflite", f"--input={folder}", f"--output={tmp_path / 'out'}"])
     captured = capsys.readouterr()
     assert code == 1
     assert f"error: {folder / 'notes.txt'}: not an image" in captured.err
@@ -110,7 +110,7 @@ def test_folder_with_a_bad_file_reports_it_and_translates_the_rest(models, tmp_p
 def test_two_model_chain_equals_the_composition_and_writes_a_panel(models, references, tmp_path):
     pixels = [_photo(tmp_path / f"p{i}.png", (36, 28), seed=i) for i in range(2)]
     code = _run([
-        f"--model={models['age']}", "--direction=a2b", f"--chain={models['exports']}/gender_a2b.float32.tflite",
+        f"--model={models['age']}", "--direction=a2b", f"--chain={models['exports']}/gender_a2b.v1.float32.tflite",
         f"--input={tmp_path / 'p*.png'}", f"--output={tmp_path / 'out'}", f"--panel={tmp_path / 'panel.png'}",
     ])
     assert code == 0
@@ -143,7 +143,7 @@ def test_direction_conflicting_with_an_export_is_refused(models, tmp_path, capsy
 
 def test_max_side_and_size(models, tmp_path, capsys):
     _photo(tmp_path / "big.png", (300, 120))
-    args = [f"--model={models['exports']}/age_a2b.float32.tflite", f"--input={tmp_path / 'big.png'}"]
+    args = [f"--model={models['exports']}/age_a2b.v1.float32.tflite", f"--input={tmp_path / 'big.png'}"]
     assert _run([*args, f"--output={tmp_path / 'a.png'}", "--max_side=256"]) == 1
     assert "300x120 is larger than --max_side=256: pass --size=N" in capsys.readouterr().err
     assert _run([*args, f"--output={tmp_path / 'b.png'}", "--max_side=256", "--size=100"]) == 0
@@ -176,10 +176,74 @@ def test_output_names_do_not_collide():
 def test_command_line_entry_point(models, tmp_path):
     _photo(tmp_path / "x.png")
     result = subprocess.run(
-        [sys.executable, "-m", "tfcyclegan.cli.translate", f"--model={models['exports']}/gender_a2b.float32.tflite",
+        [sys.executable, "-m", "tfcyclegan.cli.translate", f"--model={models['exports']}/gender_a2b.v1.float32.tflite",
          f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "translated 1 of 1 images (gender_a2b.float32)" in result.stdout
+    assert "translated 1 of 1 images (gender_a2b.v1.float32)" in result.stdout
     assert Image.open(tmp_path / "y.png").size == (45, 37)
+
+
+# -- what goes wrong with outputs and models --------------------------------------------------------
+
+
+def test_an_output_that_cannot_be_written_fails_that_file_only(models, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a", "b", "c"):
+        _photo(folder / f"{name}.png", seed=ord(name))
+    out = tmp_path / "out"
+    (out / "b.png").mkdir(parents=True)  # a folder named like b's output
+    code = _run([f"--model={models['exports']}/age_a2b/1", f"--input={folder}", f"--output={out}"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"error: {folder / 'b.png'}: cannot write {out / 'b.png'} (a folder has that name)" in err
+    assert (out / "a.png").is_file() and (out / "c.png").is_file()  # the rest of the batch is written
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_an_output_folder_that_is_a_file_is_a_usage_error(models, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder / "a.png")
+    _photo(folder / "b.png", seed=1)
+    existing = tmp_path / "results.txt"
+    existing.write_text("keep me")
+    assert _run([f"--model={models['exports']}/age_a2b/1", f"--input={folder}", f"--output={existing}"]) == 2
+    assert f"--output={existing}: {existing} is a file, not a folder" in capsys.readouterr().err
+    assert existing.read_text() == "keep me"
+    assert _run([f"--model={models['exports']}/age_a2b/1", f"--input={folder}", f"--output={existing / 'sub'}"]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+
+
+def test_damaged_models_are_named(models, tmp_path, capsys):
+    import shutil
+
+    _photo(tmp_path / "x.png")
+    io_args = [f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"]
+    saved = tmp_path / "age_a2b" / "1"
+    shutil.copytree(f"{models['exports']}/age_a2b/1", saved)
+    data = next((saved / "variables").glob("variables.data-*"))
+    os.truncate(data, data.stat().st_size // 2)
+    assert _run([f"--model={saved}", *io_args]) == 2
+    err = capsys.readouterr().err
+    assert f"the SavedModel in {saved} cannot be loaded" in err and "export it again" in err
+    broken = tmp_path / "broken.tflite"
+    broken.write_bytes(b"TFL3" + bytes(200))
+    assert _run([f"--model={broken}", *io_args]) == 2
+    assert f"{broken} is not a readable TFLite file" in capsys.readouterr().err
+
+
+def test_broken_links_in_an_input_folder_are_counted(models, tmp_path, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _photo(folder / "a.png")
+    os.symlink(folder / "loop1.png", folder / "loop2.png")
+    os.symlink(folder / "loop2.png", folder / "loop1.png")  # a link loop
+    os.symlink(tmp_path / "gone.png", folder / "gone.png")  # a broken link
+    code = _run([f"--model={models['exports']}/age_a2b/1", f"--input={folder}", f"--output={tmp_path / 'out'}"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert captured.err.count("skipped, a broken link or a link loop") == 3
+    assert "translated 1 of 1 images" in captured.out and "3 skipped (broken links or link loops)" in captured.out

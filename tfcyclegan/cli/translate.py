@@ -22,6 +22,7 @@ import os
 import sys
 from typing import Sequence
 
+from tfcyclegan.cli import quiet_tensorflow
 from tfcyclegan.io import MAX_SIDE
 
 
@@ -49,7 +50,12 @@ def main(argv: Sequence[str], flag_values=None) -> int:
 
     # Imported here so --help and flag errors answer without loading TensorFlow.
     from tfcyclegan.model.workdir import CheckpointError
-    from tfcyclegan.translate.files import is_single_file_request, list_inputs, translate_files
+    from tfcyclegan.translate.files import (
+        OutputError,
+        is_single_file_request,
+        list_inputs,
+        translate_files,
+    )
     from tfcyclegan.translate.models import ModelSpecError, load_translator
 
     if len(argv) > 1:
@@ -59,7 +65,9 @@ def main(argv: Sequence[str], flag_values=None) -> int:
     if FLAGS.size is not None and FLAGS.size > FLAGS.max_side:
         print(f"error: --size={FLAGS.size} is larger than --max_side={FLAGS.max_side}.", file=sys.stderr)
         return 2
-    inputs = list_inputs(FLAGS.input)
+    inputs, skipped = list_inputs(FLAGS.input)
+    for path in skipped:
+        print(f"warning: {path}: skipped, a broken link or a link loop", file=sys.stderr)
     if not inputs:
         print(f"error: --input={FLAGS.input!r} matches no file.", file=sys.stderr)
         return 2
@@ -75,15 +83,21 @@ def main(argv: Sequence[str], flag_values=None) -> int:
     except (ModelSpecError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    summary = translate_files(
-        inputs, FLAGS.output, translators, single_file=single_file, size=FLAGS.size,
-        max_side=FLAGS.max_side, panel=FLAGS.panel,
-    )
+    try:
+        summary = translate_files(
+            inputs, FLAGS.output, translators, single_file=single_file, size=FLAGS.size,
+            max_side=FLAGS.max_side, panel=FLAGS.panel,
+        )
+    except OutputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     steps = " -> ".join(t.name for t in translators)
     target = summary.written[0] if single_file and summary.written else FLAGS.output
     line = f"translated {len(summary.written)} of {len(inputs)} images ({steps}) into {target}"
     if summary.failed:
         line += f"; {len(summary.failed)} failed: " + ", ".join(os.path.basename(p) for p, _ in summary.failed)
+    if skipped:
+        line += f"; {len(skipped)} skipped (broken links or link loops)"
     if summary.panel:
         line += f"; panel: {summary.panel}"
     print(line)
@@ -94,6 +108,7 @@ def run() -> None:
     """Console entry point: tfcyclegan-translate, python -m tfcyclegan.cli.translate."""
     from absl import app, logging
 
+    quiet_tensorflow()
     define_flags()
     logging.set_verbosity(logging.WARNING)
     app.run(main)

@@ -22,6 +22,10 @@ PANEL_HEIGHT = 256
 PANEL_MAX_ROWS = 16
 
 
+class OutputError(ValueError):
+    """--output cannot be used at all (a file where a folder is needed, no permission)."""
+
+
 def translate_image(image: np.ndarray, translators: Sequence[Translator]) -> list[np.ndarray]:
     """uint8 (H, W, 3) -> [step 1 output, step 2 output, ...], each uint8 (H, W, 3)."""
     x = image.astype(np.float32)[None] / 127.5 - 1.0
@@ -32,14 +36,19 @@ def translate_image(image: np.ndarray, translators: Sequence[Translator]) -> lis
     return steps
 
 
-def list_inputs(pattern: str) -> list[str]:
-    """A file, every non-hidden file of a folder (sorted), or the files a glob matches."""
+def list_inputs(pattern: str) -> tuple[list[str], list[str]]:
+    """(files, skipped): a file, every non-hidden file of a folder (sorted), or the files a glob
+    matches; skipped are the entries that look like files but cannot be opened (broken links,
+    link loops). Sub-folders are not inputs and are not counted."""
     if os.path.isdir(pattern):
-        names = sorted(n for n in os.listdir(pattern) if not n.startswith("."))
-        return [os.path.join(pattern, n) for n in names if os.path.isfile(os.path.join(pattern, n))]
-    if os.path.isfile(pattern):
-        return [pattern]
-    return sorted(p for p in glob.glob(pattern) if os.path.isfile(p))
+        candidates = [os.path.join(pattern, n) for n in sorted(os.listdir(pattern)) if not n.startswith(".")]
+    elif os.path.isfile(pattern):
+        return [pattern], []
+    else:
+        candidates = sorted(glob.glob(pattern))
+    files = [p for p in candidates if os.path.isfile(p)]
+    skipped = [p for p in candidates if os.path.islink(p) and not os.path.exists(p)]
+    return files, skipped
 
 
 def is_single_file_request(pattern: str, output: str) -> bool:
@@ -83,11 +92,15 @@ def translate_files(
     report_error: Callable[[str], None] | None = None,
 ) -> Summary:
     """Translates each input through the chain; one bad file does not stop the others."""
-    from PIL import Image
     from tqdm import tqdm
 
     destinations = output_paths(inputs, output, single_file=single_file)
-    os.makedirs(os.path.dirname(os.path.abspath(destinations[0])) if single_file else output, exist_ok=True)
+    folder = os.path.dirname(os.path.abspath(destinations[0])) if single_file else output
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        what = "is a file, not a folder" if os.path.exists(folder) and not os.path.isdir(folder) else f"cannot be created ({e.strerror or e})"
+        raise OutputError(f"--output={output}: {folder} {what}. Give a folder for several inputs, or a .png file for one.") from e
     summary = Summary([], [])
     rows = []
     bar = tqdm(list(zip(inputs, destinations)), unit="img", disable=not progress or len(inputs) < 2, file=sys.stderr)
@@ -96,15 +109,25 @@ def translate_files(
         try:
             image = read_image(source, size=size, max_side=max_side, min_side=MIN_SIDE)
             steps = translate_image(image, translators)
-            Image.fromarray(steps[-1]).save(destination, format="PNG")
         except ImageError as e:
             summary.failed.append((source, str(e)))
             say(f"error: {source}: {e}")
+            continue
+        try:
+            save_png(steps[-1], destination)
+        except OSError as e:  # a folder of that name, no permission, a full disk
+            reason = "a folder has that name" if os.path.isdir(destination) else (e.strerror or str(e))
+            summary.failed.append((source, f"cannot write {destination} ({reason})"))
+            say(f"error: {source}: cannot write {destination} ({reason})")
             continue
         summary.written.append(destination)
         if panel and len(rows) < PANEL_MAX_ROWS:
             rows.append([image, *steps])
     if panel and rows:
-        save_png(rows_panel(rows, ["input", *(t.name for t in translators)], height=PANEL_HEIGHT), panel)
-        summary.panel = panel
+        try:
+            save_png(rows_panel(rows, ["input", *(t.name for t in translators)], height=PANEL_HEIGHT), panel)
+            summary.panel = panel
+        except OSError as e:
+            summary.failed.append((panel, f"cannot write the panel ({e.strerror or e})"))
+            say(f"error: --panel={panel}: cannot write it ({e.strerror or e})")
     return summary

@@ -15,7 +15,8 @@ from typing import Callable
 import numpy as np
 import tensorflow as tf
 
-from tfcyclegan.export import MANIFEST_FILE, METADATA_FILE, TFLiteRunner
+from tfcyclegan.export import MANIFEST_FILE, METADATA_FILE, ExportError, TFLiteRunner
+from tfcyclegan.export.manifest import find_tflite, read_manifest
 from tfcyclegan.export import translate as export_translate
 from tfcyclegan.model.workdir import restore_generators
 
@@ -55,20 +56,27 @@ def _latest_version_dir(path: str) -> str | None:
 
 
 def _export_metadata(path: str, kind: str) -> dict:
-    """The manifest entry written beside an export, or {} when there is none."""
-    if kind == "saved_model":
-        candidate = os.path.join(path, METADATA_FILE)
-        if os.path.isfile(candidate):
-            with open(candidate) as f:
-                return json.load(f)
+    """The manifest entry written beside an export, or {} when there is none or it is damaged
+    (the model runs without it; only the direction check and the name use it)."""
+    try:
+        if kind == "saved_model":
+            candidate = os.path.join(path, METADATA_FILE)
+            if os.path.isfile(candidate):
+                with open(candidate) as f:
+                    entry = json.load(f)
+                return entry if isinstance(entry, dict) else {}
+            return {}
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isfile(os.path.join(folder, MANIFEST_FILE)):
+            return {}
+        return find_tflite(read_manifest(folder), os.path.basename(path)) or {}
+    except (OSError, ValueError, ExportError):
         return {}
-    manifest = os.path.join(os.path.dirname(os.path.abspath(path)), MANIFEST_FILE)
-    if os.path.isfile(manifest):
-        with open(manifest) as f:
-            for entry in json.load(f).get("models", {}).values():
-                if any(item.get("path") == os.path.basename(path) for item in entry.get("tflite", {}).values()):
-                    return entry
-    return {}
+
+
+def _first_line(error: BaseException) -> str:
+    text = (getattr(error, "message", None) or str(error)).strip().splitlines()
+    return text[0][:200] if text else type(error).__name__
 
 
 def _sibling_hint(path: str, direction: str) -> str:
@@ -85,7 +93,11 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
         raise ModelSpecError(f"--model {spec!r}: {path} does not exist.")
 
     if path.endswith(".tflite") and os.path.isfile(path):
-        runner = TFLiteRunner(path, num_threads=num_threads)
+        try:
+            runner = TFLiteRunner(path, num_threads=num_threads)
+        except (ValueError, RuntimeError, OSError) as e:
+            raise ModelSpecError(f"--model {spec!r}: {path} is not a readable TFLite file ({_first_line(e)}); "
+                                 "export it again.") from e
         kind, fn = "tflite", runner
     elif os.path.isdir(path) and os.path.isfile(os.path.join(path, "config.json")):
         restored = restore_generators(path)  # CheckpointError names the path
@@ -107,7 +119,12 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
                     "(numbered versions), a .tflite file or a tfcyclegan workdir (config.json)."
                 )
             path = version_dir
-        loaded = tf.saved_model.load(path)
+        try:
+            loaded = tf.saved_model.load(path)
+        # IndexError: TensorFlow's reader on a truncated variables file.
+        except (tf.errors.OpError, ValueError, OSError, IndexError, RuntimeError) as e:
+            raise ModelSpecError(f"--model {spec!r}: the SavedModel in {path} cannot be loaded ({_first_line(e)}): its "
+                                 "files are damaged or incomplete; export it again.") from e
         if "translate_float" not in loaded.signatures:
             raise ModelSpecError(f"--model {spec!r}: {path} is a SavedModel without a translate_float signature.")
         signature = loaded.signatures["translate_float"]
