@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, Mapping
 
 GAN_LOSSES = ("lsgan", "vanilla", "hinge")
@@ -36,11 +37,11 @@ def _choice(field: str, value: Any, valid: tuple[str, ...]) -> None:
 
 
 def _positive(field: str, value: Any, *, allow_zero: bool = False) -> None:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     ok = ok and (value >= 0 if allow_zero else value > 0)
     if not ok:
         bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigError(f"{field} must be a number {bound}. Received: {field}={value!r}")
+        raise ConfigError(f"{field} must be a finite number {bound}. Received: {field}={value!r}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -149,3 +149,16 @@ def test_tfds_cycle_gan_prepared_matches_the_folder(tmp_path, monkeypatch, reque
     assert from_tfds.stats["domains"] == from_folder.stats["domains"]
     (a, b), = list(make_train_dataset(from_tfds, cfg, size=32, global_batch=2, seed=0, epoch=0).take(1))
     assert a.shape == b.shape == (2, 32, 32, 3)
+
+
+def test_broken_links_and_link_loops_are_counted(tmp_path):
+    import os
+
+    root = _make_layout(tmp_path / "data", tests=False)
+    os.symlink(root / "trainA" / "loop1.jpg", root / "trainA" / "loop2.jpg")
+    os.symlink(root / "trainA" / "loop2.jpg", root / "trainA" / "loop1.jpg")
+    os.symlink(root / "gone.jpg", root / "trainB" / "gone.png")
+    domains = load_domains(DataConfig(dataset="folder", data_dir=str(root)), cache_dir=str(tmp_path / "cache"))
+    assert domains.stats["skipped"]["unreadable_file"] == 3
+    assert domains.stats["files"] == domains.stats["images"] + sum(domains.stats["skipped"].values()) + sum(
+        v for k, v in domains.stats["duplicates"].items() if k in ("copies_merged",))

@@ -112,3 +112,20 @@ def test_unwritable_cache_is_a_clear_error(tmp_path):
     blocker.write_text("a file where the cache folder should be")
     with pytest.raises(DataError, match="TFCYCLEGAN_CACHE"):
         load_domains(DataConfig(dataset="synthetic", synthetic_count=10), cache_dir=str(blocker))
+
+
+def test_a_damaged_cache_is_generated_again_with_a_message(tmp_path, capsys):
+    cfg = DataConfig(dataset="synthetic", synthetic_count=60, synthetic_seed=2)
+    first = load_domains(cfg, cache_dir=str(tmp_path))
+    folder = tmp_path / "synthetic_v1_seed2_n60_128px"
+    files = _images(folder)
+    for path in files[:20]:
+        path.unlink()
+    for path in files[20:25]:
+        path.write_bytes(bytes(path.stat().st_size))  # zeroed, same size
+    again = load_domains(cfg, cache_dir=str(tmp_path))
+    assert "are damaged (20 files missing, 5 changed); generating them again" in capsys.readouterr().err
+    assert (again.a, again.b) == (first.a, first.b) and again.stats["images"] == 60
+    assert synthetic.damage(folder) is None
+    load_domains(cfg, cache_dir=str(tmp_path))
+    assert "damaged" not in capsys.readouterr().err  # intact now: used as it is

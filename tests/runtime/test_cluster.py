@@ -135,7 +135,7 @@ def test_worker_timeout_flag_then_environment_then_default_and_bad_values(monkey
 
 def test_worker_timeout_is_a_config_field_a_resumable_change_and_validated():
     assert tiny_config(worker_timeout=30).worker_timeout == 30
-    with pytest.raises(ConfigError, match="worker_timeout must be a number > 0. Received: worker_timeout=-1"):
+    with pytest.raises(ConfigError, match="worker_timeout must be a finite number > 0. Received: worker_timeout=-1"):
         tiny_config(worker_timeout=-1)
     from tfcyclegan.train.checkpoint import RESUMABLE_CHANGES
 

@@ -28,6 +28,7 @@ TAR_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 
 # Skip reasons (keys of stats["skipped"]).
 SKIP_NOT_IMAGE = "not_an_image"
+SKIP_UNREADABLE = "unreadable_file"  # a broken link, a link loop
 SKIP_CORRUPT = "corrupt_image"
 
 # A label parser: file name -> ((age, gender, race), None), or (None, skip reason).
@@ -151,7 +152,13 @@ def scan(path: str | os.PathLike, counts: collections.Counter, ignore: Iterable[
             if not is_image_name(fname):
                 counts[SKIP_NOT_IMAGE] += 1
                 continue
-            st = full.stat()
+            try:
+                st = full.stat()
+                if not full.is_file():
+                    raise IsADirectoryError(str(full))
+            except OSError:  # a broken link, a link loop, a file gone since the walk
+                counts[SKIP_UNREADABLE] += 1
+                continue
             yield Candidate(fname, str(full.relative_to(path)), str(full), st.st_size, st.st_mtime_ns)
 
 
@@ -190,7 +197,10 @@ def index_files(candidates: Sequence[Candidate], cache: IndexCache, *, workers: 
 
     def work(i):
         c = candidates[i]
-        data = c.data if c.data is not None else Path(c.source).read_bytes()
+        try:
+            data = c.data if c.data is not None else Path(c.source).read_bytes()
+        except OSError:  # no permission, gone since the scan
+            return i, None, None
         return i, hashlib.md5(data).hexdigest(), probe(data)
 
     if todo:
@@ -198,7 +208,7 @@ def index_files(candidates: Sequence[Candidate], cache: IndexCache, *, workers: 
             for i, md5, hw in pool.map(work, todo):
                 c = candidates[i]
                 out[i] = (c, md5, hw)
-                if c.data is None:
+                if c.data is None and md5 is not None:
                     cache.put(c, md5, hw)
     return out
 
@@ -236,6 +246,7 @@ def build_examples(
             lab = (None, None, None)
         candidates.append(c)
         labels.append(lab)
+    skipped_before_reading = sum(counts.values())
     source_id = f"{path.resolve()}"
     cache = IndexCache(Path(cache_dir) if cache_dir else None, source_id)
     indexed = index_files(candidates, cache)
@@ -243,6 +254,9 @@ def build_examples(
 
     groups: dict[str, list[Example]] = collections.defaultdict(list)
     for (c, md5, hw), lab in zip(indexed, labels):
+        if md5 is None:
+            counts[SKIP_UNREADABLE] += 1
+            continue
         if hw is None:
             counts[SKIP_CORRUPT] += 1
             continue
@@ -252,8 +266,8 @@ def build_examples(
         )
     examples, dup = dedupe(groups)
     stats = {
-        # Every file seen: the usable candidates plus every skip before decoding.
-        "files": len(candidates) + sum(n for reason, n in counts.items() if reason != SKIP_CORRUPT),
+        # Every file seen: the candidates (read, whatever came of it) and those skipped before reading.
+        "files": len(candidates) + skipped_before_reading,
         "images": len(examples),
         "skipped": {k: counts[k] for k in sorted(counts)},
         "duplicates": dup,

@@ -21,8 +21,11 @@ Generation is deterministic by (seed, count, size) and takes about 3 ms per 128 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
+import json
 import os
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -229,26 +232,67 @@ def dataset_dir(cache_dir: str | os.PathLike, *, count: int, seed: int, size: in
     return Path(cache_dir) / f"synthetic_v{VERSION}_seed{seed}_n{count}_{size}px"
 
 
+def _fingerprint(folder: Path) -> dict[str, list]:
+    """{file name: [size, md5]} of the generated files (images and masks)."""
+    out = {}
+    for path in sorted(folder.iterdir()):
+        if path.name != _DONE_FILE and path.is_file():
+            data = path.read_bytes()
+            out[path.name] = [len(data), hashlib.md5(data).hexdigest()]
+    return out
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a generated folder ("3 files missing, 2 changed"), or None when every
+    file the completion record lists is there with its bytes."""
+    try:
+        record = json.loads((folder / _DONE_FILE).read_text())
+        expected = record["files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return "no readable completion record"
+    missing = changed = 0
+    for name, (size, md5) in expected.items():
+        path = folder / name
+        if not path.is_file():
+            missing += 1
+        elif path.stat().st_size != size or hashlib.md5(path.read_bytes()).hexdigest() != md5:
+            changed += 1
+    if missing or changed:
+        return f"{missing} files missing, {changed} changed"
+    return None
+
+
 def ensure(cache_dir: str | os.PathLike, *, count: int, seed: int, size: int = NATIVE_SIZE) -> Path:
     """The generated folder for (count, seed, size) in cache_dir, generating it on first use.
 
     Generation goes to a temporary folder that is renamed into place when complete, so
-    concurrent processes and interrupted runs never see a half-written data set.
+    concurrent processes and interrupted runs never see a half-written data set. The completion
+    record lists every file's size and md5, and each use checks them: a damaged folder (files
+    deleted or changed) is generated again, with a message.
     """
     target = dataset_dir(cache_dir, count=count, seed=seed, size=size)
     if (target / _DONE_FILE).exists():
-        return target
+        problem = damage(target)
+        if problem is None:
+            return target
+        print(f"The synthetic faces in {target} are damaged ({problem}); generating them again.", file=sys.stderr)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".tmp", dir=target.parent))
     try:
         generate(tmp, count=count, seed=seed, size=size)
-        (tmp / _DONE_FILE).write_text(f"version={VERSION} seed={seed} count={count} size={size}\n")
-        if target.exists() and not (target / _DONE_FILE).exists():
-            shutil.rmtree(target, ignore_errors=True)  # a leftover from an older crash
+        record = {"version": VERSION, "seed": seed, "count": count, "size": size, "files": _fingerprint(tmp)}
+        (tmp / _DONE_FILE).write_text(json.dumps(record))
+        if target.exists():  # damaged, or a leftover from an older crash: set aside, then removed
+            old = target.with_name(f"{target.name}.old{os.getpid()}")
+            try:
+                os.rename(target, old)
+            except OSError:
+                pass  # another process moved it already
+            shutil.rmtree(old, ignore_errors=True)
         try:
             os.rename(tmp, target)
         except OSError:
-            if not (target / _DONE_FILE).exists():
+            if damage(target) is not None:  # another process put a complete one in place: use it
                 raise
     finally:
         if tmp.exists():
