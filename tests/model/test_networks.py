@@ -278,3 +278,21 @@ def test_shared_weight_casts_end_with_their_block():
             assert len(fast_ops._shared.casts) == 1
         assert fast_ops._shared.casts == {}  # the outer block's own cache again
     assert fast_ops._shared.casts is None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_leaky_relu_gradient_from_the_output_equals_tensorflows(dtype):
+    from tfcyclegan.model.fast_ops import leaky_relu
+
+    x = tf.cast(np.random.default_rng(6).normal(size=(2, 7, 5, 3)), dtype)
+    x = tf.tensor_scatter_nd_update(x, [[0, 0, 0, 0]], tf.zeros([1], dtype))  # an exact zero too
+    weights = tf.cast(np.random.default_rng(7).normal(size=(2, 7, 5, 3)), dtype)
+    results = []
+    for fn in (lambda t: leaky_relu(t, 0.2), lambda t: tf.nn.leaky_relu(t, 0.2)):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = fn(x)
+            loss = tf.reduce_sum(tf.cast(y * weights, tf.float32))
+        results.append((y.numpy(), tape.gradient(loss, x).numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

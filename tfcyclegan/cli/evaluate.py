@@ -14,7 +14,10 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
-from tfcyclegan.eval.evaluate import DEFAULT_PANEL_COUNT  # no TensorFlow at import: --help stays fast
+from tfcyclegan.cli import quiet_tensorflow
+from tfcyclegan.eval.evaluate import (
+    DEFAULT_PANEL_COUNT,  # no TensorFlow at import: --help stays fast
+)
 
 
 def _define_flags():
@@ -80,7 +83,10 @@ def main(argv: Sequence[str]) -> None:
     from tfcyclegan.eval import metrics as metrics_lib
     from tfcyclegan.eval import oracle as oracle_lib
     from tfcyclegan.eval.evaluate import (
-        ORACLE_DEFAULT_SIZE, EvaluationError, evaluate_workdir, train_oracle_command,
+        ORACLE_DEFAULT_SIZE,
+        EvaluationError,
+        evaluate_workdir,
+        train_oracle_command,
     )
     from tfcyclegan.model.workdir import CheckpointError
 
@@ -128,6 +134,7 @@ def run() -> None:
     """Console entry point: tfcyclegan-evaluate, python -m tfcyclegan.cli.evaluate."""
     from absl import app
 
+    quiet_tensorflow()
     _define_flags()
     app.run(main)
 

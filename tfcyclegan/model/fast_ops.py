@@ -8,6 +8,7 @@
 | fused_instance_norm           | instance_norm                              | training                   |
 | conv2d_valid                  | tf.nn.conv2d VALID's filter gradient       | bfloat16 training on a CPU |
 | shared_weight_casts           | Keras' cast of a weight at every call      | mixed-precision training   |
+| leaky_relu                    | tf.nn.leaky_relu's gradient                | training (lets grappler fuse) |
 | conv_transpose_2x_phases      | tf.nn.conv2d_transpose (k3, s2, SAME)      | TFLite (XNNPACK)           |
 | conv2d_valid_blocks           | tf.nn.conv2d VALID with few output channels| TFLite (XNNPACK)           |
 
@@ -230,6 +231,28 @@ def compute_kernel(layer: keras.layers.Layer) -> tf.Tensor:
     if key not in casts:
         casts[key] = tf.convert_to_tensor(layer.kernel)
     return casts[key]
+
+
+def leaky_relu(x: tf.Tensor, alpha: float) -> tf.Tensor:
+    """tf.nn.leaky_relu(x, alpha) with its gradient computed from the output (y > 0 exactly where
+    x > 0): the same numbers.
+
+    TensorFlow's gradient reads the activation's input. Behind a convolution with a bias (the
+    discriminator's first layer) that input is the BiasAdd that grappler's remapper fuses into
+    the convolution, so the remapper's pass over the whole train step failed, logging an
+    error-looking "remapper failed" line. Read from the output, nothing needs the BiasAdd.
+    """
+
+    @tf.custom_gradient
+    def forward(x):
+        y = tf.nn.leaky_relu(x, alpha)
+
+        def grad(dy):
+            return tf.where(y > 0, dy, dy * tf.cast(alpha, dy.dtype))
+
+        return y, grad
+
+    return forward(x)
 
 
 # -- mobile (TFLite) forms: the same numbers in operators XNNPACK runs -----------------------------

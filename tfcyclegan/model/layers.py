@@ -161,3 +161,13 @@ class OutputConv2D(keras.layers.Conv2D):
         config = super().get_config()
         config.pop("padding", None)
         return {**config, "mobile": self.mobile}
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class LeakyReLU(keras.layers.LeakyReLU):
+    """keras.layers.LeakyReLU whose training gradient is computed from its output (fast_ops.leaky_relu)."""
+
+    def call(self, inputs, training=None):
+        if training:
+            return fast_ops.leaky_relu(inputs, self.negative_slope)
+        return super().call(inputs)

@@ -26,7 +26,9 @@ import keras
 import tensorflow as tf
 
 from tfcyclegan.config import ModelConfig
-from tfcyclegan.model.layers import InstanceNormalization, NormedConv2D, OutputConv2D, ReflectionPad2D, UpConv2D
+from tfcyclegan.model.layers import (
+    InstanceNormalization, LeakyReLU, NormedConv2D, OutputConv2D, ReflectionPad2D, UpConv2D,
+)
 
 _INIT_STDDEV = 0.02  # the official code initializes convolutions from N(0, 0.02)
 MIN_SIDE = 8  # the smallest H and W a generator takes: two stride-2 downsamplings, then a reflect pad of 1
@@ -70,7 +72,7 @@ def apply_conv_norm_act(x, filters, kernel, *, stride=1, norm, act, name, dtype,
     if act == "relu":
         x = keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
     elif act == "lrelu":
-        x = keras.layers.LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu", dtype=dtype)(x)
+        x = LeakyReLU(negative_slope=0.2, name=f"{name}_lrelu", dtype=dtype)(x)
     return x
 
 
