@@ -19,6 +19,7 @@ from typing import Any, Mapping
 GAN_LOSSES = ("lsgan", "vanilla", "hinge")
 NORMS = ("instance", "batch", "none")
 DISCRIMINATORS = ("patchgan", "downsample8")
+UPSAMPLES = ("transpose", "nearest", "bilinear")
 DATASETS = ("synthetic", "utkface", "folder", "tfds")
 TASKS = ("age", "ethnicity", "gender")
 PREPROCESS = ("resize_and_crop", "crop", "none")
@@ -54,6 +55,12 @@ class ModelConfig:
     norm, disc_norm: normalization of the generator and of the discriminator; "instance" has
       no affine parameters, as in the official code, which gives the exact parameter counts
       11,378,179 (G) and 2,764,737 (D).
+    upsample: how the generator doubles H and W (twice). "transpose" is the official k3 s2
+      transposed convolution, whose kernel overlaps unevenly (one tap on even output rows and
+      columns, two on odd ones) and leaves a period-2 / period-4 checkerboard that training
+      must cancel; "nearest" and "bilinear" resize 2x, then apply a reflect-padded 3x3
+      convolution (Odena et al., 2016, "Deconvolution and Checkerboard Artifacts"): every
+      output pixel sees the same taps. Same parameter count.
     """
 
     gen_filters: int = 64
@@ -63,6 +70,7 @@ class ModelConfig:
     disc_type: str = "patchgan"
     norm: str = "instance"
     disc_norm: str = "instance"
+    upsample: str = "transpose"
 
     def __post_init__(self):
         for name in ("gen_filters", "gen_blocks", "disc_filters", "disc_layers"):
@@ -72,6 +80,7 @@ class ModelConfig:
         _choice("model.disc_type", self.disc_type, DISCRIMINATORS)
         _choice("model.norm", self.norm, NORMS)
         _choice("model.disc_norm", self.disc_norm, NORMS)
+        _choice("model.upsample", self.upsample, UPSAMPLES)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -302,9 +302,10 @@ def test_check_builtin_only_rejects_flex_ops():
 # -- the export graph ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("norm", ["instance", "batch", "none"])
-def test_export_graph_equals_keras_in_both_formulations(norm):
-    cfg = ModelConfig(gen_filters=8, gen_blocks=2, disc_filters=8, norm=norm)
+@pytest.mark.parametrize("norm,upsample", [("instance", "transpose"), ("batch", "transpose"), ("none", "transpose"),
+                                            ("instance", "nearest"), ("instance", "bilinear")])
+def test_export_graph_equals_keras_in_both_formulations(norm, upsample):
+    cfg = ModelConfig(gen_filters=8, gen_blocks=2, disc_filters=8, norm=norm, upsample=upsample)
     keras.utils.set_random_seed(1)
     generator = build_generator(cfg, name="gen_g")
     if norm == "batch":  # non-trivial inference statistics
@@ -408,3 +409,24 @@ def test_default_names_and_domains():
     assert export_lib.describe_domains(gender) == {"a": "male", "b": "female"}
     custom = TrainConfig(data=DataConfig(domain_a="age:20-29,gender:1", domain_b="age:50-59,gender:1"))
     assert export_lib.describe_domains(custom)["b"] == "age:50-59,gender:1"
+
+
+@pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
+def test_resize_conv_generators_export_to_one_xnnpack_graph_with_parity(tmp_path, upsample):
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8, upsample=upsample)
+    workdir = make_workdir(tmp_path / "run", model=model)
+    entries = export_lib.export(workdir, str(tmp_path / "exports"), quantizations="float32", log=lambda _: None)
+    item = entries["age_a2b"]["tflite"]["float32"]
+    assert item["parity"]["passed"] and not [op for op in item["operators"] if op.startswith("CUSTOM")]
+    interpreter = Interpreter(model_path=str(tmp_path / "exports" / item["path"]), num_threads=1)
+    interpreter.resize_tensor_input(0, [1, 64, 64, 3])
+    interpreter.allocate_tensors()
+    nodes = private.tflite_ops_details(interpreter)
+    activations = {int(interpreter.get_input_details()[0]["index"])}
+    activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
+    delegated = [op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}]
+    # Nearest is CONCATENATION + DEPTH_TO_SPACE; bilinear's RESIZE_BILINEAR takes its output size
+    # at run time, which XNNPACK does not delegate (docs/mobile.md).
+    assert len(delegated) == (1 if upsample == "nearest" else 3), f"{upsample}: {len(delegated)} XNNPACK partitions"

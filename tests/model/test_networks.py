@@ -296,3 +296,39 @@ def test_leaky_relu_gradient_from_the_output_equals_tensorflows(dtype):
         results.append((y.numpy(), tape.gradient(loss, x).numpy()))
     np.testing.assert_array_equal(results[0][0], results[1][0])
     np.testing.assert_array_equal(results[0][1], results[1][1])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "bilinear"])
+def test_resize_conv_upsampling_keeps_the_parameter_count_and_runs_at_any_size(mode):
+    import dataclasses
+
+    assert networks.build_generator(C.ModelConfig(upsample=mode)).count_params() == 11_378_179
+    gen = networks.build_generator(dataclasses.replace(TINY_MODEL, upsample=mode))
+    for h, w in [(48, 48), (64, 96), (36, 100)]:
+        assert gen(np.zeros((2, h, w, 3), np.float32)).shape == (2, h, w, 3)
+    assert "up1_resize" in [layer.name for layer in gen.layers]
+
+
+def test_upsample2x_nearest_copies_pixels_and_bilinear_equals_keras():
+    from tfcyclegan.model.layers import Upsample2x
+
+    x = np.random.default_rng(0).uniform(-1, 1, (2, 5, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(Upsample2x("nearest")(x).numpy(), np.repeat(np.repeat(x, 2, 1), 2, 2))
+    expected = keras.layers.UpSampling2D(2, interpolation="bilinear")(x).numpy()
+    np.testing.assert_allclose(Upsample2x("bilinear")(x).numpy(), expected, atol=1e-6)
+
+
+def test_transposed_conv_leaves_a_grid_locked_pattern_that_resize_conv_does_not():
+    # Untrained, the k3 s2 transposed convolutions put a large share of the output's power at
+    # the period-2 and period-4 frequencies (1, 2 or 4 taps per output pixel); resize + conv does not.
+    import dataclasses
+
+    x = np.random.default_rng(0).uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32)
+
+    def checker_share(mode):
+        keras.utils.set_random_seed(0)
+        y = networks.build_generator(dataclasses.replace(TINY_MODEL, upsample=mode))(x).numpy().mean(axis=0)
+        power = np.abs(np.fft.fft2(y - y.mean(axis=(0, 1)), axes=(0, 1))) ** 2
+        return power[::8, ::8].sum() / power.sum()  # bins at multiples of 1/4 cycle per pixel
+
+    assert checker_share("transpose") > 5 * checker_share("nearest")

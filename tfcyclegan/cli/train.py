@@ -38,7 +38,7 @@ FLAG_FIELDS = {
     "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
     "gen_filters": "model.gen_filters", "gen_blocks": "model.gen_blocks", "disc_filters": "model.disc_filters",
     "disc_layers": "model.disc_layers", "disc_type": "model.disc_type", "norm": "model.norm",
-    "disc_norm": "model.disc_norm",
+    "disc_norm": "model.disc_norm", "upsample": "model.upsample",
 }
 
 
@@ -90,6 +90,8 @@ def define_flags() -> None:
     d.DEFINE_enum("disc_type", None, list(config_lib.DISCRIMINATORS), "patchgan or downsample8.")
     d.DEFINE_enum("norm", None, list(config_lib.NORMS), "Generator normalization (default instance).")
     d.DEFINE_enum("disc_norm", None, list(config_lib.NORMS), "Discriminator normalization (default instance).")
+    d.DEFINE_enum("upsample", None, list(config_lib.UPSAMPLES), "Generator upsampling: transpose (the official k3 s2 "
+                  "transposed conv; leaves a checkerboard to unlearn), nearest or bilinear (2x resize + 3x3 conv).")
     d.DEFINE_integer("max_steps", None, "Stop (with a checkpoint) after this global step; rerun to continue.")
     d.DEFINE_string("cache_dir", None, "Where generated/indexed data is cached (default $TFCYCLEGAN_CACHE_DIR or ~/.cache/tfcyclegan).")
     d.DEFINE_boolean("dry_run", False, "Print the resolved config and data statistics as JSON, then exit.")

@@ -171,3 +171,38 @@ class LeakyReLU(keras.layers.LeakyReLU):
         if training:
             return fast_ops.leaky_relu(inputs, self.negative_slope)
         return super().call(inputs)
+
+
+@keras.saving.register_keras_serializable(package="tfcyclegan")
+class Upsample2x(keras.layers.Layer):
+    """Doubles H and W by nearest-neighbour or bilinear interpolation, at any (dynamic) size.
+
+    inputs: (batch, H, W, C); returns (batch, 2H, 2W, C) in the input dtype. "nearest" copies
+    each pixel into a 2x2 block: four copies of the map interleaved by depth_to_space (its
+    gradient is space_to_depth and a sum, no gather; in TFLite, CONCATENATION and DEPTH_TO_SPACE,
+    which XNNPACK runs). "bilinear" is tf.image.resize with half-pixel centres (TFLite's
+    RESIZE_BILINEAR), computed in float32 and cast back. Keras' UpSampling2D needs a static H
+    and W for bilinear, which the trainer's size-generic trace does not have.
+    """
+
+    def __init__(self, interpolation: str = "nearest", **kwargs):
+        super().__init__(**kwargs)
+        if interpolation not in ("nearest", "bilinear"):
+            raise ValueError(f"interpolation must be nearest or bilinear. Received: {interpolation!r}")
+        self.interpolation = interpolation
+
+    def call(self, inputs):
+        if self.interpolation == "nearest":
+            doubled = tf.concat([inputs, inputs], axis=3)
+            return tf.nn.depth_to_space(tf.concat([doubled, doubled], axis=3), 2)
+        shape = tf.shape(inputs)
+        out = tf.image.resize(tf.cast(inputs, tf.float32), tf.stack([2 * shape[1], 2 * shape[2]]), method="bilinear")
+        return tf.cast(out, inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        b, h, w, c = input_shape
+        grow = lambda n: None if n is None else 2 * n  # noqa: E731
+        return (b, grow(h), grow(w), c)
+
+    def get_config(self):
+        return {**super().get_config(), "interpolation": self.interpolation}

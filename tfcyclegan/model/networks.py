@@ -4,7 +4,9 @@ All models take float32 images (batch, None, None, 3) in [-1, 1], so one set of 
 trains through the progressive schedule and serves any size afterwards.
 
 Generator (Johnson et al. / the CycleGAN paper): c7s1-64, d128, d256, N x R256, u128, u64,
-c7s1-3, tanh. H and W must be divisible by 4 (two stride-2 downsamplings). With instance
+c7s1-3, tanh; u is the official k3 s2 transposed conv, or a 2x resize + 3x3 conv
+(ModelConfig.upsample, see apply_upsample). H and W must be divisible by 4 (two stride-2
+downsamplings). With instance
 norm without affine parameters and biased convolutions it has exactly 11,378,179 parameters
 (9 blocks), the count the official PyTorch implementation prints.
 
@@ -27,7 +29,7 @@ import tensorflow as tf
 
 from tfcyclegan.config import ModelConfig
 from tfcyclegan.model.layers import (
-    InstanceNormalization, LeakyReLU, NormedConv2D, OutputConv2D, ReflectionPad2D, UpConv2D,
+    InstanceNormalization, LeakyReLU, NormedConv2D, OutputConv2D, ReflectionPad2D, UpConv2D, Upsample2x,
 )
 
 _INIT_STDDEV = 0.02  # the official code initializes convolutions from N(0, 0.02)
@@ -83,6 +85,25 @@ def apply_residual_block(x, filters, *, norm, name, dtype, mobile=False):
     return keras.layers.Add(name=f"{name}_add", dtype=dtype)([x, y])
 
 
+def apply_upsample(x, filters, *, mode, norm, name, dtype, mobile=False):
+    """Doubles H and W: upsampling -> norm -> ReLU; the convolution is always `{name}_conv`.
+
+    mode "transpose": the k3 s2 "same" transposed convolution (PyTorch's padding=1,
+    output_padding=1), the official layer. "nearest" / "bilinear": a 2x resize, a reflect pad
+    of 1 and a 3x3 convolution (ModelConfig.upsample says why). The kernels are (3, 3, in, out)
+    and (3, 3, out, in): the same parameter count.
+    """
+    if mode == "transpose":
+        x = UpConv2D(
+            filters, use_bias=norm != "batch", add_bias=norm != "instance", mobile=mobile,
+            kernel_initializer=_conv_init(), name=f"{name}_conv", dtype=dtype,
+        )(x)
+        x = apply_norm(x, norm, f"{name}_norm", dtype)
+        return keras.layers.ReLU(name=f"{name}_relu", dtype=dtype)(x)
+    x = Upsample2x(mode, name=f"{name}_resize", dtype=dtype)(x)
+    return apply_conv_norm_act(x, filters, 3, norm=norm, act="relu", name=name, dtype=dtype, pad="reflect:1", mobile=mobile)
+
+
 def build_generator(
     cfg: ModelConfig = ModelConfig(), *, dtype: str = "float32", name: str = "generator", mobile: bool = False
 ) -> keras.Model:
@@ -100,12 +121,7 @@ def build_generator(
     for i in range(cfg.gen_blocks):
         x = apply_residual_block(x, f * 4, norm=norm, name=f"res{i + 1}", dtype=dtype, mobile=mobile)
     for i, filters in enumerate((f * 2, f), start=1):
-        x = UpConv2D(
-            filters, use_bias=norm != "batch", add_bias=norm != "instance", mobile=mobile,
-            kernel_initializer=_conv_init(), name=f"up{i}_conv", dtype=dtype,
-        )(x)
-        x = apply_norm(x, norm, f"up{i}_norm", dtype)
-        x = keras.layers.ReLU(name=f"up{i}_relu", dtype=dtype)(x)
+        x = apply_upsample(x, filters, mode=cfg.upsample, norm=norm, name=f"up{i}", dtype=dtype, mobile=mobile)
     x = ReflectionPad2D(3, mobile=mobile, name="out_pad", dtype=dtype)(x)
     x = OutputConv2D(3, 7, mobile=mobile, kernel_initializer=_conv_init(), name="out_conv", dtype=dtype)(x)
     outputs = keras.layers.Activation("tanh", name="out_tanh", dtype="float32")(x)

@@ -112,6 +112,12 @@ def prepare_workdir(workdir: str, config: config_lib.TrainConfig, *, write: bool
                 f"{path} is damaged ({e}): it is the settings of the run in {workdir}. Restore it from a backup, or "
                 "start the run in a new --workdir; the checkpoints here cannot be resumed without it."
             ) from e
+        try:
+            # Through the dataclasses: a field added since (e.g. model.upsample) takes its default,
+            # which is what the older run trained with, and so is no difference.
+            saved = config_lib.TrainConfig.from_dict(saved).to_dict()
+        except (TypeError, config_lib.ConfigError):
+            pass  # compared as written; the differences are named below
         new = config.to_dict()
         differences = [
             d for d in config_lib.diff(saved, new) if d.split(":")[0] not in RESUMABLE_CHANGES
