@@ -14,8 +14,7 @@ from tfcyclegan import config as config_lib
 from tfcyclegan.model.networks import time_residual_block
 from tfcyclegan.runtime import precision as precision_lib
 from tfcyclegan.runtime import strategy as strategy_lib
-from tfcyclegan.train.step import CycleGAN
-from tfcyclegan.train.trainer import generic_image_shape
+from tfcyclegan.train.trainer import generic_image_shape, model_class
 
 
 def resolve_precision(precision: str) -> str:
@@ -64,25 +63,29 @@ def chunk_steps(steps: int, steps_per_call: int) -> int:
     return -(-steps // steps_per_call) * steps_per_call
 
 
-def build_model(*, batch: int, steps_per_call: int, gen_blocks: int, precision: str):
-    """(config, strategy, model): the trainer's CycleGAN under a MirroredStrategy, as the benchmarks time it."""
+def build_model(*, batch: int, steps_per_call: int, gen_blocks: int = 9, precision: str, kind: str = "cyclegan",
+                size: int = 64):
+    """(config, strategy, model): the trainer's full-size CycleGAN (or DCGAN of `size` px) under a
+    MirroredStrategy, as the benchmarks time it."""
     strategy = tf.distribute.MirroredStrategy()
     cfg = config_lib.TrainConfig(model=config_lib.ModelConfig(gen_blocks=gen_blocks), batch_size=batch,
-                                 steps_per_call=steps_per_call)
+                                 steps_per_call=steps_per_call, kind=kind,
+                                 schedule=config_lib.Schedule.parse(f"{size}:1" if kind == "dcgan" else "demo"))
     with strategy.scope():
-        model = CycleGAN(cfg, strategy, precision=resolve_precision(precision))
+        model = model_class(cfg)(cfg, strategy, precision=resolve_precision(precision))
     return cfg, strategy, model
 
 
-def chunk_runner(model: CycleGAN, strategy, *, size: int, batch: int, steps_per_call: int):
+def chunk_runner(model, strategy, *, size: int, batch: int, steps_per_call: int):
     """A function run(n) that trains n more steps at `size` in calls of steps_per_call (the last
     one shorter if n is not a multiple), on random images fed through a distributed dataset
     exactly as the trainer feeds them, and waits for their losses as the trainer does."""
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (batch * 2, size, size, 3)).astype(np.float32)
-    ds = tf.data.Dataset.from_tensor_slices((images, images[::-1])).repeat().batch(batch, drop_remainder=True)
+    domains = (images, images[::-1])[: len(model.domains)]  # (real_a, real_b) or (real,)
+    ds = tf.data.Dataset.from_tensor_slices(domains).repeat().batch(batch, drop_remainder=True)
     iterator = strategy_lib.iterate(strategy, generic_image_shape(ds.prefetch(2)))
-    model.reset_pools(size)
+    model.start_stage(size)
     step = 0
 
     def run(n: int) -> None:
@@ -91,14 +94,14 @@ def chunk_runner(model: CycleGAN, strategy, *, size: int, batch: int, steps_per_
         while done < n:
             k = min(steps_per_call, n - done)
             out = model.train_steps(iterator, first_step=step, steps=k, global_batch=batch)
-            out["gen_total"].numpy()
+            out[model.loss_names[0]].numpy()
             done += k
             step += k
 
     return run
 
 
-def time_steps(model: CycleGAN, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
+def time_steps(model, strategy, *, size: int, batch: int, steps: int, repeats: int, steps_per_call: int,
                min_seconds: float = 0.0) -> float:
     """Minimum seconds per step over timed chunks of chunk_steps(steps, steps_per_call) steps:
     `repeats` chunks, and more until `min_seconds` have been timed (small sizes then get many

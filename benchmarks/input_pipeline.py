@@ -87,7 +87,7 @@ def time_train(domains, cfg, *, sizes, batch: int, steps: int, rounds: int, mode
         gan = CycleGAN(train_cfg, strategy, precision="float32")
     out = []
     for size in sizes:
-        gan.reset_pools(size)
+        gan.start_stage(size)
         dataset = data_lib.make_train_dataset(domains, cfg, size=size, global_batch=global_batch, seed=0, epoch=0)
         first = next(iter(dataset))
         constant = tf.data.Dataset.from_tensors(first).repeat().with_options(dataset.options())

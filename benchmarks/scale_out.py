@@ -97,7 +97,7 @@ def precision_figures(args) -> dict:
         best = {p: float("inf") for p in precisions}
         iterators = {}
         for p, model in models.items():
-            model.reset_pools(size)
+            model.start_stage(size)
             iterators[p] = _iterator(strategy, size=size, global_batch=1)
             _time_steps(model, strategy, iterators[p], global_batch=1, steps=1, first_step=0)  # warm-up (and trace)
         for r in range(args.repeats):
@@ -122,7 +122,7 @@ def worker_main(args) -> None:
 
     strategy = strategy_lib.make_strategy("auto")  # MultiWorkerMirroredStrategy when TF_CONFIG is set
     model = _build(strategy, model=args.worker_model, precision="float32")
-    model.reset_pools(args.worker_size)
+    model.start_stage(args.worker_size)
     global_batch = args.worker_batch * strategy.num_replicas_in_sync
     iterator = _iterator(strategy, size=args.worker_size, global_batch=global_batch)
     start = time.perf_counter()

@@ -36,7 +36,7 @@ def test_size_below_16_is_refused():
     ("model", dict(gen_blocks=0), "gen_blocks"),
     ("loss", dict(gan="wgan"), "lsgan, vanilla, hinge"),
     ("data", dict(task="hair"), "age, ethnicity, gender"),
-    ("data", dict(domain_a="age:20-29"), "go together"),
+    ("data", dict(domain_b="age:50-59"), "domain_b needs data.domain_a"),
     ("data", dict(dataset="utkface"), "--data_dir"),
     ("optim", dict(beta_1=1.5), r"\[0, 1\)"),
 ])

@@ -20,6 +20,7 @@ GAN_LOSSES = ("lsgan", "vanilla", "hinge")
 NORMS = ("instance", "batch", "none")
 DISCRIMINATORS = ("patchgan", "downsample8")
 UPSAMPLES = ("transpose", "nearest", "bilinear")
+KINDS = ("cyclegan", "dcgan")
 DATASETS = ("synthetic", "utkface", "folder", "tfds")
 TASKS = ("age", "ethnicity", "gender")
 PREPROCESS = ("resize_and_crop", "crop", "none")
@@ -71,9 +72,10 @@ class ModelConfig:
     norm: str = "instance"
     disc_norm: str = "instance"
     upsample: str = "transpose"
+    z_dim: int = 100  # DCGAN: the length of the noise vector z
 
     def __post_init__(self):
-        for name in ("gen_filters", "gen_blocks", "disc_filters", "disc_layers"):
+        for name in ("gen_filters", "gen_blocks", "disc_filters", "disc_layers", "z_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"model.{name} must be an integer >= 1. Received: {value!r}")
@@ -158,11 +160,8 @@ class DataConfig:
         _choice("data.preprocess", self.preprocess, PREPROCESS)
         if not isinstance(self.test_fraction, (int, float)) or not 0.0 <= self.test_fraction < 1.0:
             raise ConfigError(f"data.test_fraction must be in [0, 1). Received: {self.test_fraction!r}")
-        if (self.domain_a is None) != (self.domain_b is None):
-            raise ConfigError(
-                "data.domain_a and data.domain_b go together: give both or neither. "
-                f"Received: domain_a={self.domain_a!r}, domain_b={self.domain_b!r}"
-            )
+        if self.domain_a is None and self.domain_b is not None:
+            raise ConfigError(f"data.domain_b needs data.domain_a. Received: domain_b={self.domain_b!r}")
         if self.dataset in ("utkface", "folder") and not self.data_dir:
             raise ConfigError(
                 f"data.dataset={self.dataset!r} reads your own copy: pass --data_dir=<path>. Received: data_dir=None"
@@ -196,6 +195,7 @@ SCHEDULES: Mapping[str, str] = {
     "progressive": "48:15,64:25,96:30,128:20,256:20",
     "fixed": "256:200",
     "demo": "32:2,48:1",
+    "dcgan": "64:300",  # the reference DCGAN run (--model=dcgan's default)
 }
 
 
@@ -239,6 +239,8 @@ class Schedule:
 class TrainConfig:
     """A whole run.
 
+    kind: "cyclegan" (translation between two domains) or "dcgan" (unconditional generation
+      from noise, trained on domain A; train.dcgan).
     batch_size: per replica; the global batch is batch_size x replicas.
     checkpoint_every_steps: also checkpoint inside an epoch every N steps (0: only per epoch).
     steps_per_epoch: cap on the steps of an epoch (None: max(|A|, |B|) // global batch).
@@ -249,6 +251,7 @@ class TrainConfig:
       $TFCYCLEGAN_WORKER_TIMEOUT environment variable, else 600; see tfcyclegan.runtime.cluster).
     """
 
+    kind: str = "cyclegan"
     model: ModelConfig = ModelConfig()
     loss: LossConfig = LossConfig()
     optim: OptimConfig = OptimConfig()
@@ -286,6 +289,23 @@ class TrainConfig:
         _choice("precision", self.precision, PRECISIONS)
         _choice("strategy", self.strategy, STRATEGIES)
         _choice("cpu_threads", self.cpu_threads, CPU_THREADS)
+        _choice("kind", self.kind, KINDS)
+        if self.kind == "cyclegan" and (self.data.domain_a is None) != (self.data.domain_b is None):
+            raise ConfigError(
+                "data.domain_a and data.domain_b go together: give both or neither (a DCGAN, --model=dcgan, takes "
+                f"domain_a alone). Received: domain_a={self.data.domain_a!r}, domain_b={self.data.domain_b!r}"
+            )
+        if self.kind == "dcgan":
+            sizes = sorted({stage.size for stage in self.schedule.stages})
+            if len(sizes) > 1 or sizes[0] & (sizes[0] - 1):
+                raise ConfigError(
+                    "A DCGAN generates one size, a power of two (32, 64, 128, ...): give a schedule with one size, e.g. "
+                    f"--schedule=64:300. Received: schedule={self.schedule}"
+                )
+            if self.eval_every_epochs:
+                raise ConfigError("eval_every_epochs measures translations (CycleGAN); for a DCGAN run "
+                                  "tfcyclegan-evaluate on its workdir. Received: eval_every_epochs="
+                                  f"{self.eval_every_epochs}")
         if self.worker_timeout is not None:
             _positive("worker_timeout", self.worker_timeout)
         decay = self.optim.decay_epochs

@@ -38,6 +38,17 @@ def sample_grid(images: Mapping[str, np.ndarray], *, gap: int = 4) -> np.ndarray
     return np.concatenate(rows[:-1], axis=0)
 
 
+def image_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
+    """uint8 (n, H, W, 3) -> one uint8 image, `columns` per row, white gaps; empty cells stay white."""
+    n, h, w, _ = images.shape
+    rows = max(1, -(-n // columns))
+    grid = np.full((rows * h + (rows - 1) * gap, columns * w + (columns - 1) * gap, 3), 255, np.uint8)
+    for i, image in enumerate(images):
+        r, c = divmod(i, columns)
+        grid[r * (h + gap): r * (h + gap) + h, c * (w + gap): c * (w + gap) + w] = image
+    return grid
+
+
 def triplet_panel(
     inputs: np.ndarray, translated: np.ndarray, reconstructed: np.ndarray, *, columns: int = PANEL_COLUMNS,
     tile: int | None = None, gap: int = 4, labels: Sequence[str] = ("input", "translated", "cycled"),

@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from tfcyclegan import export as export_lib
 from tfcyclegan.config import ModelConfig, TrainConfig
 from tfcyclegan.export import saved_model
-from tfcyclegan.io import to_float, to_uint8
+from tfcyclegan.io import to_uint8
 from tfcyclegan.model.networks import build_generator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,7 +32,7 @@ def _batch(seed, fill=None):
 
 
 def _step(model, batch, step):
-    return model.replica_step(*batch, tf.constant([0, step], tf.int64), tf.constant(2))
+    return model.replica_step(tuple(batch), tf.constant([0, step], tf.int64), tf.constant(2))
 
 
 def _weights(model):
@@ -41,7 +41,7 @@ def _weights(model):
 
 def test_float16_loss_scale_halves_on_overflow_skips_the_step_and_grows_back():
     model = CycleGAN(tiny_config(pool_size=0), tf.distribute.get_strategy(), precision="mixed_float16")
-    model.reset_pools(32)
+    model.start_stage(32)
     optimizers = (model.optimizer_g, model.optimizer_d)
     for opt in optimizers:
         assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
@@ -90,7 +90,7 @@ def test_bfloat16_step_stays_close_to_float32_on_a_fixed_batch():
         getattr(bf16, name).set_weights(getattr(f32, name).get_weights())
         assert {v.dtype for v in getattr(bf16, name).weights} == {"float32"}
     for m in (f32, bf16):
-        m.reset_pools(32)
+        m.start_stage(32)
     batch = _batch(0)
     start = _weights(f32)
     assert bf16.gen_g(batch[0]).dtype == tf.float32
@@ -119,7 +119,7 @@ TWO_REPLICAS = textwrap.dedent("""
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope():
         model = CycleGAN(tiny_config(pool_size=0), strategy, precision="mixed_float16")
-    model.reset_pools(32)
+    model.start_stage(32)
     rng = np.random.default_rng(0)
     a, b = (rng.uniform(-1, 1, (4, 32, 32, 3)).astype(np.float32) for _ in range(2))
     a[2:] = 1e5  # the second replica's half of the global batch overflows float16
@@ -127,7 +127,7 @@ TWO_REPLICAS = textwrap.dedent("""
     for opt in (model.optimizer_g, model.optimizer_d):
         opt.dynamic_scale.assign(1024.0)
     before = [v.numpy().copy() for v in model.generator_variables + model.discriminator_variables]
-    strategy.run(model._replica_step_with_id, args=(real_a, real_b, tf.constant([0, 0], tf.int64), tf.constant(4)))
+    strategy.run(model._replica_step_with_id, args=((real_a, real_b), tf.constant([0, 0], tf.int64), tf.constant(4)))
     after = [v.numpy() for v in model.generator_variables + model.discriminator_variables]
     print("scales", float(model.optimizer_g.dynamic_scale.numpy()), float(model.optimizer_d.dynamic_scale.numpy()))
     print("unchanged", all(np.array_equal(x, y) for x, y in zip(before, after)))

@@ -30,7 +30,7 @@ def model():
     strategy = tf.distribute.MirroredStrategy()
     with strategy.scope():
         m = CycleGAN(tiny_config(), strategy)
-    m.reset_pools(32)
+    m.start_stage(32)
     return m
 
 
@@ -70,7 +70,7 @@ def test_no_retrace_within_a_stage_and_one_more_for_all_later_sizes(model):
         model.train_steps(it, first_step=step, steps=n, global_batch=2)
     assert model.tracing_count == count  # steps and chunk lengths never retrace
     for size in (48, 64, 96):
-        model.reset_pools(size)
+        model.start_stage(size)
         model.train_steps(_dataset(model.strategy, size, n=4), first_step=0, steps=2, global_batch=2)
     # One trace for the new size; reduce_retracing makes it generic (None H, W) for the rest.
     assert model.tracing_count <= count + 1
@@ -88,7 +88,7 @@ def test_mixed_float16_step_uses_loss_scaling_and_keeps_float32_outputs():
     strategy = tf.distribute.get_strategy()
     m = CycleGAN(tiny_config(), strategy, precision="mixed_float16")
     assert isinstance(m.optimizer_g, keras.optimizers.LossScaleOptimizer)
-    m.reset_pools(32)
+    m.start_stage(32)
     ds = tf.data.Dataset.from_tensor_slices((np.zeros((2, 32, 32, 3), np.float32),) * 2).batch(2)
     out = m.train_steps(iter(strategy.experimental_distribute_dataset(ds)), first_step=0, steps=1, global_batch=2)
     assert all(v.dtype == tf.float32 and np.isfinite(v.numpy()).all() for v in out.values())
@@ -176,7 +176,7 @@ def test_fused_adam_matches_keras_adam_under_a_strategy(devices, tmp_path):
 def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_separate_calls():
     strategy = tf.distribute.get_strategy()
     model = CycleGAN(tiny_config(), strategy)
-    model.reset_pools(32)
+    model.start_stage(32)
     rng = np.random.default_rng(3)
     real_a, real_b = (tf.constant(rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)) for _ in range(2))
     seed, batch = tf.constant([0, 1], tf.int64), tf.constant(2)
@@ -189,9 +189,9 @@ def test_joined_identity_and_real_fake_batches_give_the_losses_and_weights_of_se
             opt.iterations.assign(0)
             for slot in opt._momentums + opt._velocities:
                 slot.assign(tf.zeros_like(slot))
-        model.reset_pools(32)
+        model.start_stage(32)
         model._batch_identity = model._batch_real_fake = joined
-        out = model.replica_step(real_a, real_b, seed, batch)
+        out = model.replica_step((real_a, real_b), seed, batch)
         losses[joined] = {k: float(v) for k, v in out.items()}
         after[joined] = [v.numpy() for v in model.generator_variables + model.discriminator_variables]
     assert losses[True]["identity_a"] > 0

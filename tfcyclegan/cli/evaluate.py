@@ -105,6 +105,23 @@ def main(argv: Sequence[str]) -> None:
                 f"balanced {100 * m['balanced_test_accuracy']:.1f} %) on {m['counts']['test_a']} + {m['counts']['test_b']} test images."
             )
             return
+        from tfcyclegan.model.workdir import read_config
+
+        if read_config(FLAGS.workdir).kind == "dcgan":
+            from tfcyclegan.eval.dcgan import evaluate_dcgan
+
+            report = evaluate_dcgan(
+                FLAGS.workdir, FLAGS.output, count=FLAGS.count or None, seed=FLAGS.seed, data_dir=FLAGS.data_dir,
+                inception_weights=FLAGS.inception_weights, batch_size=FLAGS.batch_size or 16,
+                kid_subsets=FLAGS.kid_subsets, kid_subset_size=FLAGS.kid_subset_size, cache_dir=FLAGS.cache_dir,
+            )
+            memo = report["memorisation"]
+            print(f"Report: {os.path.join(FLAGS.output, 'index.html')} (step {report['checkpoint']['global_step']})\n"
+                  f"  FID {report['fid']:.2f}, KID {report['kid']['mean']:.4f}, mean-image distance "
+                  f"{report['mean_image_distance']:.3f}, memorisation ratio {memo['ratio']:.2f} (nearest training image "
+                  f"{memo['sample_nn_median']:.3f} vs {memo['train_nn_median']:.3f} between training images)"
+                  + "".join(f"\n  warning: {w}" for w in report["warnings"]))
+            return
         report = evaluate_workdir(
             FLAGS.workdir, FLAGS.output, data_dir=FLAGS.data_dir, split=FLAGS.split, size=FLAGS.size or None,
             count=FLAGS.count or None, panel_count=FLAGS.panel_count, seed=FLAGS.seed,

@@ -12,6 +12,7 @@ names, 2 bad flags.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -38,13 +39,19 @@ FLAG_FIELDS = {
     "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
     "gen_filters": "model.gen_filters", "gen_blocks": "model.gen_blocks", "disc_filters": "model.disc_filters",
     "disc_layers": "model.disc_layers", "disc_type": "model.disc_type", "norm": "model.norm",
-    "disc_norm": "model.disc_norm", "upsample": "model.upsample",
+    "disc_norm": "model.disc_norm", "upsample": "model.upsample", "z_dim": "model.z_dim", "model": "kind",
 }
 
 
-def define_flags() -> None:
-    d = flags
+def define_flags(flag_values: flags.FlagValues | None = None) -> flags.FlagValues:
+    """Defines train.py's flags on `flag_values` (absl's global FLAGS by default); returns them."""
+    fv = flag_values if flag_values is not None else flags.FLAGS
+    d = _Definitions(fv)
     d.DEFINE_string("workdir", None, "Run folder: config.json, checkpoints/, logs/, samples/. Default runs/<task>.")
+    d.DEFINE_enum("model", None, list(config_lib.KINDS), "cyclegan (default: translation between two domains) or dcgan "
+                  "(new images from noise, trained on domain A or a folder of images; default schedule 64:300).")
+    d.DEFINE_integer("z_dim", None, "DCGAN: length of the noise vector (default 100).")
+    d.DEFINE_boolean("no_augment", False, "No random crop and flip: each image resized to the stage size as it is.")
     d.DEFINE_enum("preset", None, list(config_lib.PRESETS), "A reference system's settings; explicit flags override.")
     d.DEFINE_enum("dataset", None, list(config_lib.DATASETS), "Default: utkface with --data_dir, else synthetic.")
     d.DEFINE_string("data_dir", None, "UTKFace folder or tarball, or a trainA/trainB folder.")
@@ -95,6 +102,17 @@ def define_flags() -> None:
     d.DEFINE_integer("max_steps", None, "Stop (with a checkpoint) after this global step; rerun to continue.")
     d.DEFINE_string("cache_dir", None, "Where generated/indexed data is cached (default $TFCYCLEGAN_CACHE_DIR or ~/.cache/tfcyclegan).")
     d.DEFINE_boolean("dry_run", False, "Print the resolved config and data statistics as JSON, then exit.")
+    return fv
+
+
+class _Definitions:
+    """flags.DEFINE_* bound to one FlagValues (tests define the flags on a private set)."""
+
+    def __init__(self, flag_values: flags.FlagValues):
+        bind = lambda define: functools.partial(define, flag_values=flag_values)  # noqa: E731
+        self.DEFINE_string, self.DEFINE_integer = bind(flags.DEFINE_string), bind(flags.DEFINE_integer)
+        self.DEFINE_float, self.DEFINE_boolean = bind(flags.DEFINE_float), bind(flags.DEFINE_boolean)
+        self.DEFINE_enum = bind(flags.DEFINE_enum)
 
 
 def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
@@ -113,6 +131,12 @@ def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
             f"leave it out and set $TFCYCLEGAN_WORKER_TIMEOUT=0). Received: --worker_timeout={timeout!r}")
     if values.no_flip:
         overrides["data.flip"] = False
+    if values.no_augment:
+        overrides.update({"data.flip": False, "data.preprocess": "none"})
+    if overrides.get("kind") == "dcgan":
+        # The reference DCGAN run: 64 px for 300 epochs at a constant learning rate.
+        overrides.setdefault("schedule", "dcgan")
+        overrides.setdefault("optim.decay_epochs", 0)
     if "data.dataset" not in overrides and values.data_dir:
         overrides["data.dataset"] = "utkface"
     return config_lib.replace(config, overrides)
@@ -128,7 +152,7 @@ def default_workdir(config: config_lib.TrainConfig) -> str:
         name = (data.tfds_name or "tfds").replace("/", "_")
     else:
         name = os.path.basename(os.path.normpath(data.data_dir or "folder"))
-    return os.path.join("runs", name)
+    return os.path.join("runs", f"{name}_dcgan" if config.kind == "dcgan" else name)
 
 
 def main(argv) -> int:

@@ -39,15 +39,17 @@ def train_test(train, test, cfg, dup) -> DomainSplit:
     return DomainSplit(tuple(sorted(e for e in train if e.key not in test_keys)), tuple(sorted(test)))
 
 
-def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None) -> Domains:
+def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None, single: bool = False) -> Domains:
+    """trainA/ trainB/ (testA/ testB/) in cfg.data_dir; with single=True only trainA/ (testA/)."""
     root = Path(cfg.data_dir)
     if not root.is_dir():
         raise DataError(
             f"data_dir={str(root)!r} is not a folder. --dataset=folder expects trainA/ trainB/ (and "
             "optionally testA/ testB/) inside it, as in selfie2anime or horse2zebra."
         )
-    present = {name: (root / name).is_dir() for name in LAYOUT}
-    if not (present["trainA"] and present["trainB"]):
+    sides = ("A",) if single else ("A", "B")
+    present = {name: (root / name).is_dir() and name[-1] in sides for name in LAYOUT}
+    if not all(present[f"train{side}"] for side in sides):
         found = sorted(p.name + "/" for p in root.iterdir() if p.is_dir())
         raise DataError(
             f"data_dir={str(root)!r} needs the sub-folders trainA/ and trainB/ (testA/ testB/ optional); "
@@ -70,8 +72,8 @@ def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None) -> D
                 f"{str(root / name)!r} holds no usable image ({st['files']} files; skipped: {st['skipped']}). "
                 "Put JPEG or PNG images there."
             )
-    splits = {}
-    for side in ("A", "B"):
+    splits = {"B": DomainSplit((), ())}
+    for side in sides:
         test = parts[f"test{side}"] if present[f"test{side}"] else None
         splits[side] = train_test(parts[f"train{side}"], test, cfg, dup)
         if not splits[side].train:
@@ -80,9 +82,28 @@ def load_folder_domains(cfg: "DataConfig", *, cache_dir: str | Path | None) -> D
     dup["in_both_domains"] = len({e.key for e in a.train + a.test} & {e.key for e in b.train + b.test})
     source = {
         "dataset": "folder", "path": str(root),
-        "test_from_train": [s for s in ("A", "B") if not present[f"test{s}"]],
+        "test_from_train": [s for s in sides if not present[f"test{s}"]],
     }
     return make_domains(a, b, source, files, skipped, dup, cfg)
+
+
+def load_image_folder(cfg: "DataConfig", *, cache_dir: str | Path | None) -> Domains:
+    """One domain: every image under cfg.data_dir (searched recursively), split by content hash.
+    For unconditional generation (a DCGAN on a folder of cat faces, say); B is empty."""
+    root = Path(cfg.data_dir)
+    if not root.is_dir():
+        raise DataError(f"data_dir={str(root)!r} is not a folder. Pass a folder of JPEG or PNG images.")
+    examples, st = index.build_examples(root, cache_dir=cache_dir)
+    if not examples:
+        raise DataError(f"{str(root)!r} holds no usable image ({st['files']} files; skipped: {st['skipped']}). "
+                        "Put JPEG or PNG images there.")
+    a = split(examples, cfg.test_fraction)
+    if not a.train:
+        raise DataError(f"All {len(examples)} images of {str(root)!r} fall in the test split: use more images "
+                        "or a smaller --test_fraction.")
+    source = {"dataset": "folder", "path": str(root), "test_from_train": ["A"]}
+    return make_domains(a, DomainSplit((), ()), source, st["files"], collections.Counter(st["skipped"]),
+                        collections.Counter(st["duplicates"]), cfg)
 
 
 def make_domains(a: DomainSplit, b: DomainSplit, source: dict, files: int, skipped, dup, cfg) -> Domains:

@@ -48,11 +48,11 @@ def upsampled_counts(examples: Sequence[Example], preprocess: str) -> dict:
     return {str(s): count_upsampled(examples, s, preprocess) for s in REPORTED_SIZES}
 
 
-def steps_per_epoch(domains: Domains, global_batch: int) -> int:
-    """max(|A train|, |B train|) // global_batch, at least 1."""
+def steps_per_epoch(domains: Domains, global_batch: int, *, names: Sequence[str] = ("a", "b")) -> int:
+    """max(|A train|, |B train|) // global_batch (over the domains `names`), at least 1."""
     if global_batch < 1:
         raise ValueError(f"global_batch must be >= 1. Received: {global_batch!r}")
-    return max(1, max(len(domains.a.train), len(domains.b.train)) // global_batch)
+    return max(1, max(len(getattr(domains, name).train) for name in names) // global_batch)
 
 
 # -- per-image ops (eager or inside tf.data) ------------------------------------------------------
@@ -233,24 +233,26 @@ def element_seeds(total: int, *, seed: int, epoch: int, domain: str) -> np.ndarr
 
 
 def make_train_dataset(
-    domains: Domains, cfg: "DataConfig", *, size: int, global_batch: int, seed: int, epoch: int, skip_batches: int = 0
+    domains: Domains, cfg: "DataConfig", *, size: int, global_batch: int, seed: int, epoch: int, skip_batches: int = 0,
+    names: Sequence[str] = ("a", "b"),
 ) -> tf.data.Dataset:
-    """One epoch of unpaired training pairs.
+    """One epoch of unpaired training batches of the domains `names`.
 
-    Yields (real_a, real_b): float32 (global_batch, size, size, 3) in [-1, 1], exactly
-    steps_per_epoch(domains, global_batch) - skip_batches batches. A fully deterministic
-    function of (seed, epoch); batches k.. equal those of skip_batches=k.
+    Yields a tuple with one batch per name, e.g. (real_a, real_b) (or (real_a,) for one domain):
+    float32 (global_batch, size, size, 3) in [-1, 1], exactly steps_per_epoch(domains,
+    global_batch, names=names) - skip_batches batches. A fully deterministic function of
+    (seed, epoch); batches k.. equal those of skip_batches=k.
     """
     if size < 1:
         raise ValueError(f"size must be >= 1. Received: {size!r}")
-    steps = steps_per_epoch(domains, global_batch)
+    steps = steps_per_epoch(domains, global_batch, names=names)
     if not 0 <= skip_batches <= steps:
         raise ValueError(f"skip_batches must be in [0, {steps}] (steps per epoch). Received: {skip_batches!r}")
     total = steps * global_batch
     start = skip_batches * global_batch
     budget = [int(cfg.cache_mb) * 2**20]
     tensors, loaders = [], []
-    for name in ("a", "b"):
+    for name in names:
         examples = getattr(domains, name).train
         if not examples:
             raise DataError(f"Domain {name.upper()} has no training images; see the data statistics: {domains.stats.get('domains')}")
@@ -259,11 +261,11 @@ def make_train_dataset(
         tensors += [order, seeds]
         loaders.append(_loader(examples, _cached(domains, name, examples, cfg, size, budget), cfg, size))
 
-    def load_pair(ia, sa, ib, sb):
-        return loaders[0](ia, sa), loaders[1](ib, sb)
+    def load(*indices_and_seeds):
+        return tuple(loader(indices_and_seeds[2 * k], indices_and_seeds[2 * k + 1]) for k, loader in enumerate(loaders))
 
     ds = tf.data.Dataset.from_tensor_slices(tuple(tensors))
-    ds = ds.map(load_pair, num_parallel_calls=AUTOTUNE, deterministic=True)
+    ds = ds.map(load, num_parallel_calls=AUTOTUNE, deterministic=True)
     ds = ds.batch(global_batch, drop_remainder=True).prefetch(AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = True

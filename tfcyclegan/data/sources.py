@@ -13,14 +13,16 @@ if TYPE_CHECKING:  # pragma: no cover
     from tfcyclegan.config import DataConfig
 
 
-def load_domains(cfg: "DataConfig", *, cache_dir: str | None = None) -> Domains:
-    """Reads the configured source and returns the two domains.
+def load_domains(cfg: "DataConfig", *, cache_dir: str | None = None, single: bool = False) -> Domains:
+    """Reads the configured source and returns the two domains (one, A, with single=True: the
+    images of unconditional generation; B is then empty).
 
     dataset="synthetic": generated on first use into cache_dir (default: tfcyclegan.io.cache_dir(),
       $TFCYCLEGAN_CACHE_DIR or ~/.cache/tfcyclegan), then read like a UTKFace folder.
     dataset="utkface": cfg.data_dir is a folder of UTKFace images (searched recursively; .tar.gz
       archives inside are read too) or one of the official tarballs.
-    dataset="folder": trainA/ trainB/ (testA/ testB/) in cfg.data_dir.
+    dataset="folder": trainA/ trainB/ (testA/ testB/) in cfg.data_dir; with single=True also a
+      plain folder of images (searched recursively), which is domain A.
     dataset="tfds": cfg.tfds_name ("utk_face" or "cycle_gan/<name>") prepared in cfg.data_dir.
 
     Raises DataError for a missing path, an empty domain or a filter that matches nothing.
@@ -37,13 +39,16 @@ def load_domains(cfg: "DataConfig", *, cache_dir: str | None = None) -> Domains:
         examples, stats = utkface.build_examples(folder, cache_dir=cache_root, ignore=synthetic.BOOKKEEPING)
         source = {"dataset": "synthetic", "path": str(folder), "seed": cfg.synthetic_seed,
                   "count": cfg.synthetic_count, "version": synthetic.VERSION}
-        return utkface.labelled_domains(examples, stats, cfg, source)
+        return utkface.labelled_domains(examples, stats, cfg, source, single=single)
     if cfg.dataset == "utkface":
         examples, stats = utkface.build_examples(cfg.data_dir, cache_dir=cache_root)
         kind = "tarball" if Path(cfg.data_dir).is_file() else "folder"
-        return utkface.labelled_domains(examples, stats, cfg, {"dataset": "utkface", "path": str(cfg.data_dir), "kind": kind})
+        source = {"dataset": "utkface", "path": str(cfg.data_dir), "kind": kind}
+        return utkface.labelled_domains(examples, stats, cfg, source, single=single)
     if cfg.dataset == "folder":
-        return folders.load_folder_domains(cfg, cache_dir=cache_root)
+        if single and not (Path(cfg.data_dir) / "trainA").is_dir():
+            return folders.load_image_folder(cfg, cache_dir=cache_root)
+        return folders.load_folder_domains(cfg, cache_dir=cache_root, single=single)
     if cfg.dataset == "tfds":
         # tensorflow_datasets takes seconds to import: only runs that read TFDS pay for it.
         from tfcyclegan.data import tfds
@@ -51,6 +56,7 @@ def load_domains(cfg: "DataConfig", *, cache_dir: str | None = None) -> Domains:
         name = cfg.tfds_name or ""
         if name.split("/")[0].split(":")[0] == "utk_face":
             examples, stats = tfds.load_examples(name, data_dir=cfg.data_dir)
-            return utkface.labelled_domains(examples, stats, cfg, {"dataset": "tfds", "name": name, "data_dir": cfg.data_dir})
-        return tfds.load_tfds_domains(cfg)
+            source = {"dataset": "tfds", "name": name, "data_dir": cfg.data_dir}
+            return utkface.labelled_domains(examples, stats, cfg, source, single=single)
+        return tfds.load_tfds_domains(cfg, single=single)
     raise DataError(f"Unknown dataset {cfg.dataset!r}. Valid: synthetic, utkface, folder, tfds")

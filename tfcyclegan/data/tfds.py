@@ -29,7 +29,7 @@ import tensorflow_datasets as tfds
 from etils import epath
 
 from tfcyclegan.data import folders, index, utkface
-from tfcyclegan.data.types import DataError, Domains, Example
+from tfcyclegan.data.types import DataError, Domains, DomainSplit, Example
 
 if TYPE_CHECKING:  # pragma: no cover
     from tfcyclegan.config import DataConfig
@@ -186,12 +186,14 @@ def read_split(builder, split_name: str, *, name_prefix: str) -> tuple[list[Exam
     return out, skipped
 
 
-def load_tfds_domains(cfg: "DataConfig") -> Domains:
-    """TFDS cycle_gan/<name> (splits trainA, trainB, testA, testB), already prepared in cfg.data_dir."""
+def load_tfds_domains(cfg: "DataConfig", *, single: bool = False) -> Domains:
+    """TFDS cycle_gan/<name> (splits trainA, trainB, testA, testB), already prepared in cfg.data_dir;
+    with single=True only trainA (testA)."""
     name = cfg.tfds_name
     builder = tfds_builder(name, cfg.data_dir)
-    splits = set(builder.info.splits.keys())
-    if not {"trainA", "trainB"} <= splits:
+    sides = ("A",) if single else ("A", "B")
+    splits = {s for s in builder.info.splits.keys() if s[-1] in sides}
+    if not {f"train{side}" for side in sides} <= splits:
         raise DataError(
             f"TFDS dataset {name!r} has splits {sorted(splits)}; --dataset=tfds with an unpaired dataset needs "
             "trainA and trainB (testA, testB optional), like cycle_gan/<name>. For UTKFace use --tfds_name=utk_face."
@@ -212,8 +214,8 @@ def load_tfds_domains(cfg: "DataConfig") -> Domains:
         kept, d = index.dedupe(groups)
         dup.update(d)
         parts[split_name] = kept
-    result = {}
-    for side in ("A", "B"):
+    result = {"B": DomainSplit((), ())}
+    for side in sides:
         result[side] = folders.train_test(parts[f"train{side}"], parts.get(f"test{side}"), cfg, dup)
         if not result[side].train:
             raise DataError(f"TFDS dataset {name!r}: split train{side} has no usable image.")

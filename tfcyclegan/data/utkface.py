@@ -198,42 +198,55 @@ def describe_labels(examples: Sequence[Example]) -> str:
     )
 
 
-def labelled_domains(examples: Sequence[Example], stats: dict, cfg: "DataConfig", source: dict) -> Domains:
-    """UTKFace-labelled examples -> Domains by the task or custom filters and the hash split."""
-    filter_a, filter_b = task_filters(cfg.task, cfg.domain_a, cfg.domain_b)
-    flags = ("--domain_a", "--domain_b") if cfg.domain_a is not None else (f"--task={cfg.task} (A)", f"--task={cfg.task} (B)")
-    a = [e for e in examples if filter_a.matches(*e.labels)]
-    b = [e for e in examples if filter_b.matches(*e.labels)]
+def labelled_domains(examples: Sequence[Example], stats: dict, cfg: "DataConfig", source: dict, *,
+                     single: bool = False) -> Domains:
+    """UTKFace-labelled examples -> Domains by the task or custom filters and the hash split.
+
+    single: one domain (unconditional generation): A is --domain_a when given, else the task's
+    domain A; B is empty.
+    """
+    if single:
+        filter_a = (DomainFilter.parse(cfg.domain_a, flag="--domain_a") if cfg.domain_a is not None
+                    else task_filters(cfg.task)[0])
+        groups = [("A", "--domain_a" if cfg.domain_a is not None else f"--task={cfg.task} (A)", filter_a)]
+    else:
+        filter_a, filter_b = task_filters(cfg.task, cfg.domain_a, cfg.domain_b)
+        flags = ("--domain_a", "--domain_b") if cfg.domain_a is not None else (f"--task={cfg.task} (A)", f"--task={cfg.task} (B)")
+        groups = [("A", flags[0], filter_a), ("B", flags[1], filter_b)]
     where = source.get("path") or source.get("name")
-    for flag, filt, found in ((flags[0], filter_a, a), (flags[1], filter_b, b)):
-        if not found:
+    found = {name: [e for e in examples if filt.matches(*e.labels)] for name, _, filt in groups}
+    for name, flag, filt in groups:
+        if not found[name]:
             raise DataError(
                 f"{flag} filter {filt.text!r} matches no image in {where!r}. Found there: "
                 f"{describe_labels(examples)}; skipped: {stats['skipped']}. Adjust the filter or --data_dir."
             )
-    overlap = {e.key for e in a} & {e.key for e in b}
-    if overlap:
-        raise DataError(
-            f"The domain filters {filter_a.text!r} and {filter_b.text!r} overlap: {len(overlap)} images match both "
-            f"(of {len(a)} in A and {len(b)} in B). Make the filters disjoint."
-        )
-    split_a, split_b = split(a, cfg.test_fraction), split(b, cfg.test_fraction)
-    for name, flag, filt, part, found in (("A", flags[0], filter_a, split_a, a), ("B", flags[1], filter_b, split_b, b)):
-        if not part.train:
+    if not single:
+        overlap = {e.key for e in found["A"]} & {e.key for e in found["B"]}
+        if overlap:
             raise DataError(
-                f"Domain {name} ({flag} {filt.text!r}) has {len(found)} images and all fall in the test split "
+                f"The domain filters {filter_a.text!r} and {filter_b.text!r} overlap: {len(overlap)} images match both "
+                f"(of {len(found['A'])} in A and {len(found['B'])} in B). Make the filters disjoint."
+            )
+    splits = {name: split(found[name], cfg.test_fraction) for name, _, _ in groups}
+    for name, flag, filt in groups:
+        if not splits[name].train:
+            raise DataError(
+                f"Domain {name} ({flag} {filt.text!r}) has {len(found[name])} images and all fall in the test split "
                 f"(test_fraction={cfg.test_fraction}). Use more images or a smaller --test_fraction."
             )
+    split_a, split_b = splits["A"], splits.get("B", DomainSplit((), ()))
+    used = found["A"] + found.get("B", [])
     out_stats = {
         "source": source,
         "files": stats["files"],
         "images": stats["images"],
         "domains": {"a": {"train": len(split_a.train), "test": len(split_a.test)},
                     "b": {"train": len(split_b.train), "test": len(split_b.test)}},
-        "filters": {"a": filter_a.text, "b": filter_b.text},
+        "filters": {name.lower(): filt.text for name, _, filt in groups},
         "skipped": stats["skipped"],
         "duplicates": stats["duplicates"],
-        "unused": len(examples) - len(a) - len(b),
-        "upsampled": upsampled_counts(a + b, cfg.preprocess),
+        "unused": len(examples) - len(used),
+        "upsampled": upsampled_counts(used, cfg.preprocess),
     }
     return Domains(a=split_a, b=split_b, stats=out_stats)

@@ -132,16 +132,16 @@ def write_report(
     files["report"] = REPORT_FILE
     files["index"] = INDEX_FILE
     report["files"] = files
-    write_json(os.path.join(output_dir, REPORT_FILE), _jsonable(report))
+    write_json(os.path.join(output_dir, REPORT_FILE), jsonable(report))
     write_text(os.path.join(output_dir, INDEX_FILE), render_html(report))
     return {kind: os.path.join(output_dir, name) for kind, name in files.items()}
 
 
-def _jsonable(value):
+def jsonable(value):
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, (np.floating, float)):
         value = float(value)
         return value if math.isfinite(value) else None

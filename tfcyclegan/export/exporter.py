@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from tfcyclegan.export import dcgan as dcgan_export
 from tfcyclegan.export import saved_model
 from tfcyclegan.export.graph import MIN_SIDE, ExportError, mobile_generator
 from tfcyclegan.export.manifest import (
@@ -25,12 +26,14 @@ from tfcyclegan.export.manifest import (
     tflite_file,
 )
 from tfcyclegan.export.saved_model import DEFAULT_MAX_SIDE, ServingModule
-from tfcyclegan.export.tflite import QUANTIZATIONS, TFLITE_WEIGHTS, TFLiteRunner, check_builtin_only, convert_tflite
+from tfcyclegan.export.tflite import (
+    QUANTIZATIONS, TFLITE_WEIGHTS, TFLiteRunner, check_builtin_only, convert_concrete, convert_tflite,
+)
 from tfcyclegan.export.verify import (
     KERAS_TOLERANCE, check_sizes, keras_reference, load_parity_images, measure_parity, synthetic_images,
 )
 from tfcyclegan.io import write_json
-from tfcyclegan.model.workdir import restore_generators
+from tfcyclegan.model.workdir import read_config, restore_dcgan, restore_generators
 
 FORMATS = ("saved_model", "tflite")
 
@@ -68,35 +71,16 @@ def export(
     """
     formats = _parse_list(formats, FORMATS, "formats")
     quantizations = _parse_list(quantizations, QUANTIZATIONS, "tflite_quantization") if "tflite" in formats else []
+    if read_config(workdir).kind == "dcgan":
+        return _export_dcgan(workdir, export_dir, formats=formats, quantizations=quantizations, version=version,
+                             name=name, num_threads=num_threads, log=log)
     restored = restore_generators(workdir)
     config = restored.config
     name = name or default_name(config)
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
-        raise ExportError(f"--name may only use letters, digits, '_', '.', '-'. Received: {name!r}")
     size = size or config.schedule.stages[-1].size
     if size < MIN_SIDE:
         raise ExportError(f"--size must be at least {MIN_SIDE}. Received: {size}")
-    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
-        raise ExportError(f"--export_dir={export_dir} is a file, not a folder. Give a folder (it is created if needed).")
-    manifest = read_manifest(export_dir)  # a damaged manifest is refused before any work
-    if version is None:
-        version = next_version(export_dir, name)
-    if not isinstance(version, int) or version < 1:
-        raise ExportError(f"--version must be an integer >= 1. Received: {version!r}")
-    for direction in DIRECTIONS:
-        targets = [os.path.join(export_dir, f"{name}_{direction}", str(version))] if "saved_model" in formats else []
-        targets += [os.path.join(export_dir, tflite_file(f"{name}_{direction}", version, q)) for q in quantizations]
-        existing = [t for t in targets if os.path.exists(t)]
-        if existing or str(version) in manifest["models"].get(f"{name}_{direction}", {}).get("versions", {}):
-            raise ExportError(
-                f"Version {version} of {name}_{direction} exists already ({existing[0] if existing else 'manifest.json'}); "
-                f"versions are immutable (TF Serving and apps cache them): pass another --version (next free: "
-                f"{next_version(export_dir, name)}), or leave --version out."
-            )
-    try:
-        os.makedirs(export_dir, exist_ok=True)
-    except OSError as e:
-        raise ExportError(f"Cannot create --export_dir={export_dir} ({e.strerror or e}).") from e
+    version = _prepare(export_dir, name, version, formats, quantizations, [f"{name}_{d}" for d in DIRECTIONS])
 
     sizes = check_sizes(size)
     inputs = [
@@ -123,6 +107,97 @@ def export(
             entries[entry["name"]] = entry
         for entry in entries.values():
             _put_in_place(entry, tmp, export_dir, saved=("saved_model" in formats))
+    write_json(os.path.join(export_dir, MANIFEST_FILE), add_versions(read_manifest(export_dir), entries))
+    return entries
+
+
+def _prepare(export_dir: str, name: str, version: int | None, formats, quantizations, model_names) -> int:
+    """Checks the name, the export folder and the version (the next free one when None), and
+    that no file of that version exists; creates the folder. Returns the version."""
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise ExportError(f"--name may only use letters, digits, '_', '.', '-'. Received: {name!r}")
+    if os.path.exists(export_dir) and not os.path.isdir(export_dir):
+        raise ExportError(f"--export_dir={export_dir} is a file, not a folder. Give a folder (it is created if needed).")
+    manifest = read_manifest(export_dir)  # a damaged manifest is refused before any work
+    if version is None:
+        version = next_version(export_dir, name)
+    if not isinstance(version, int) or version < 1:
+        raise ExportError(f"--version must be an integer >= 1. Received: {version!r}")
+    for model_name in model_names:
+        targets = [os.path.join(export_dir, model_name, str(version))] if "saved_model" in formats else []
+        targets += [os.path.join(export_dir, tflite_file(model_name, version, q)) for q in quantizations]
+        existing = [t for t in targets if os.path.exists(t)]
+        if existing or str(version) in manifest["models"].get(model_name, {}).get("versions", {}):
+            raise ExportError(
+                f"Version {version} of {model_name} exists already ({existing[0] if existing else 'manifest.json'}); "
+                f"versions are immutable (TF Serving and apps cache them): pass another --version (next free: "
+                f"{next_version(export_dir, name)}), or leave --version out."
+            )
+    try:
+        os.makedirs(export_dir, exist_ok=True)
+    except OSError as e:
+        raise ExportError(f"Cannot create --export_dir={export_dir} ({e.strerror or e}).") from e
+    return version
+
+
+def _export_dcgan(workdir: str, export_dir: str, *, formats, quantizations, version, name, num_threads, log) -> dict:
+    """A DCGAN run: one generator, SavedModel (generate from seeds or z) and TFLite (z -> image)."""
+    restored = restore_dcgan(workdir)
+    config, generator = restored.config, restored.generator
+    name = name or default_name(config)
+    model_name = f"{name}_gen"
+    version = _prepare(export_dir, name, version, formats, quantizations, [model_name])
+    z = dcgan_export.parity_z(4, config.model.z_dim)
+    entry = {
+        "name": model_name, "kind": "dcgan", "task": config.data.task, "dataset": config.data.dataset,
+        "domain": describe_domains(config)["a"], "global_step": restored.global_step,
+        "checkpoint": os.path.abspath(restored.checkpoint_path), "workdir": os.path.abspath(workdir),
+        "config": config.to_dict(), "export_size": restored.size, "z_dim": config.model.z_dim, "version": version,
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "parity_inputs": "normal noise (4 z)",
+        "parameters": generator.count_params(),
+    }
+    with tempfile.TemporaryDirectory(dir=export_dir, prefix=".tmp-export-") as tmp:
+        path = os.path.join(tmp, model_name, "saved_model")
+        saved_model.save(dcgan_export.GeneratorModule(generator, name=model_name), path)
+        loaded = tf.saved_model.load(path)
+        served = loaded.signatures["generate_float"](z=tf.constant(z))["images"].numpy()
+        keras_max_abs = float(np.max(np.abs(served - generator(z, training=False).numpy())))
+        if not keras_max_abs <= KERAS_TOLERANCE:
+            raise ExportError(f"{model_name}: the reloaded SavedModel differs from the Keras generator by "
+                              f"{keras_max_abs:.3g} (max abs, tolerance {KERAS_TOLERANCE}).")
+        dcgan_export.check_seeds_signature(loaded, config.model.z_dim, model_name)
+        log(f"{model_name}: SavedModel matches Keras (max abs {keras_max_abs:.2g})")
+        entry["saved_model"] = {"keras_max_abs": keras_max_abs, "signatures": dcgan_export.SIGNATURES}
+        entry["_served"] = [served]
+        tflite_entries = {}
+        concrete = dcgan_export.mobile_function(generator).get_concrete_function()
+        for quantization in quantizations:
+            content = convert_concrete(concrete, generator, quantization)
+            filename = tflite_file(model_name, version, quantization)
+            ops = check_builtin_only(content, filename)
+            runner = TFLiteRunner(model_content=content, num_threads=num_threads)
+            outputs = np.concatenate([runner(z[i:i + 1]) for i in range(len(z))])
+            parity = measure_parity([served], [outputs], quantization)
+            figure = f"max abs {parity['max_abs']:.3g}" if parity["metric"] == "max_abs" else f"PSNR {parity['psnr_db']} dB"
+            if not parity["passed"]:
+                raise ExportError(
+                    f"{filename} failed its parity check against the SavedModel: {figure}, bound "
+                    f"{'<=' if parity['metric'] == 'max_abs' else '>='} {parity['bound']}. Nothing was written; export "
+                    "without this quantization (--tflite_quantization)."
+                )
+            log(f"{filename}: {len(content) / 1e6:.2f} MB, builtin ops only, {figure} vs SavedModel")
+            with open(os.path.join(tmp, filename), "wb") as f:
+                f.write(content)
+            tflite_entries[quantization] = {
+                "path": filename, "bytes": len(content), "operators": ops, "parity": parity,
+                "weights": quantization if quantization != "int8" else "int8 per output channel (dynamic range)",
+                "input": {"name": runner.input_name, "dtype": "float32", "shape": [1, config.model.z_dim]},
+                "output": {"name": runner.output_name, "dtype": "float32", "shape": [1, restored.size, restored.size, 3],
+                           "range": [-1, 1]},
+            }
+        entry["tflite"] = tflite_entries
+        _put_in_place(entry, tmp, export_dir, saved=("saved_model" in formats))
+    entries = {model_name: entry}
     write_json(os.path.join(export_dir, MANIFEST_FILE), add_versions(read_manifest(export_dir), entries))
     return entries
 

@@ -20,6 +20,7 @@ from tfcyclegan.config import TrainConfig
 from tfcyclegan.export.graph import ExportError
 
 DIRECTIONS = ("a2b", "b2a")
+MODEL_SUFFIXES = (*DIRECTIONS, "gen")  # a CycleGAN's two directions, a DCGAN's generator
 MANIFEST_FILE = "manifest.json"
 METADATA_FILE = os.path.join("assets.extra", "tfcyclegan.json")
 
@@ -68,12 +69,12 @@ def _existing_versions(path: str) -> list[int]:
 
 def next_version(export_dir: str, name: str) -> int:
     """One more than any version of `name` in export_dir: SavedModel folders, TFLite files, manifest."""
-    versions = [v for d in DIRECTIONS for v in _existing_versions(os.path.join(export_dir, f"{name}_{d}"))]
-    pattern = re.compile(rf"^{re.escape(name)}_(?:a2b|b2a)\.v(\d+)\.[a-z0-9]+\.tflite$")
+    versions = [v for d in MODEL_SUFFIXES for v in _existing_versions(os.path.join(export_dir, f"{name}_{d}"))]
+    pattern = re.compile(rf"^{re.escape(name)}_(?:{'|'.join(MODEL_SUFFIXES)})\.v(\d+)\.[a-z0-9]+\.tflite$")
     if os.path.isdir(export_dir):
         versions += [int(m.group(1)) for m in map(pattern.match, os.listdir(export_dir)) if m]
-        for direction in DIRECTIONS:
-            versions += [int(v) for v in read_manifest(export_dir)["models"].get(f"{name}_{direction}", {}).get("versions", {})]
+        for suffix in MODEL_SUFFIXES:
+            versions += [int(v) for v in read_manifest(export_dir)["models"].get(f"{name}_{suffix}", {}).get("versions", {})]
     return max(versions, default=0) + 1
 
 

@@ -39,19 +39,24 @@ def generator_gan_loss(*, fake_logits: tf.Tensor, kind: str = "lsgan") -> tf.Ten
     raise ValueError(f"Unknown GAN loss {kind!r}: use lsgan, vanilla or hinge.")
 
 
-def discriminator_loss(*, real_logits: tf.Tensor, fake_logits: tf.Tensor, kind: str = "lsgan") -> tf.Tensor:
-    """The discriminator's loss on a real and a (pooled) fake batch. Returns (batch,)."""
+def discriminator_loss_parts(*, real_logits: tf.Tensor, fake_logits: tf.Tensor, kind: str = "lsgan") -> tuple[tf.Tensor, tf.Tensor]:
+    """The discriminator's loss on the real and on the (pooled) fake batch, each (batch,); their
+    sum is discriminator_loss."""
     real_logits = tf.cast(real_logits, tf.float32)
     fake_logits = tf.cast(fake_logits, tf.float32)
     if kind == "lsgan":
-        real = _per_example_mean(tf.square(real_logits - 1.0))
-        fake = _per_example_mean(tf.square(fake_logits))
-        return 0.5 * (real + fake)
+        return 0.5 * _per_example_mean(tf.square(real_logits - 1.0)), 0.5 * _per_example_mean(tf.square(fake_logits))
     if kind == "vanilla":
-        return 0.5 * (_per_example_mean(_bce(real_logits, 1.0)) + _per_example_mean(_bce(fake_logits, 0.0)))
+        return 0.5 * _per_example_mean(_bce(real_logits, 1.0)), 0.5 * _per_example_mean(_bce(fake_logits, 0.0))
     if kind == "hinge":
-        return _per_example_mean(tf.nn.relu(1.0 - real_logits)) + _per_example_mean(tf.nn.relu(1.0 + fake_logits))
+        return _per_example_mean(tf.nn.relu(1.0 - real_logits)), _per_example_mean(tf.nn.relu(1.0 + fake_logits))
     raise ValueError(f"Unknown GAN loss {kind!r}: use lsgan, vanilla or hinge.")
+
+
+def discriminator_loss(*, real_logits: tf.Tensor, fake_logits: tf.Tensor, kind: str = "lsgan") -> tf.Tensor:
+    """The discriminator's loss on a real and a (pooled) fake batch. Returns (batch,)."""
+    real, fake = discriminator_loss_parts(real_logits=real_logits, fake_logits=fake_logits, kind=kind)
+    return real + fake
 
 
 def l1_loss(*, target: tf.Tensor, prediction: tf.Tensor) -> tf.Tensor:

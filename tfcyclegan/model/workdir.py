@@ -7,8 +7,9 @@
     <workdir>/loss_curves.png      written at the end of training
 
 Checkpoint keys: gen_g (A->B), gen_f (B->A), disc_a, disc_b, optimizer_g, optimizer_d,
-pool_a, pool_b (the image pools), progress (stage, epoch, step, global_step). Inference only
-needs gen_g and gen_f; `restore_generators` reads just those.
+pool_a, pool_b (the image pools), progress (stage, epoch, step, global_step); a DCGAN's:
+generator, discriminator, optimizer_g, optimizer_d, progress. Inference only needs the
+generators; `restore_generators` and `restore_dcgan` read just those.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import keras
 import tensorflow as tf
 
 from tfcyclegan.config import ConfigError, TrainConfig
+from tfcyclegan.model.dcgan import build_dcgan_generator
 from tfcyclegan.model.networks import build_generator
 
 CONFIG_FILE = "config.json"
@@ -68,15 +70,10 @@ class RestoredGenerators:
     checkpoint_path: str
 
 
-def restore_generators(workdir: str, *, checkpoint_path: str | None = None) -> RestoredGenerators:
-    """Builds float32 generators from `<workdir>/config.json` and loads their trained weights."""
-    config = read_config(workdir)
-    path = checkpoint_path or latest_checkpoint(workdir)
-    gen_g = build_generator(config.model, name="gen_g")
-    gen_f = build_generator(config.model, name="gen_f")
+def _restore(path: str, **objects) -> int:
+    """Restores `objects` (name -> trackable) from checkpoint `path`; returns its global step."""
     global_step = tf.Variable(0, dtype=tf.int64, trainable=False)
-    progress = tf.train.Checkpoint(global_step=global_step)
-    ckpt = tf.train.Checkpoint(gen_g=gen_g, gen_f=gen_f, progress=progress)
+    ckpt = tf.train.Checkpoint(progress=tf.train.Checkpoint(global_step=global_step), **objects)
     try:
         status = ckpt.restore(path)
         status.expect_partial()
@@ -84,4 +81,39 @@ def restore_generators(workdir: str, *, checkpoint_path: str | None = None) -> R
     # IndexError ("Read less bytes than requested") and OSError: a truncated or unreadable data file.
     except (tf.errors.OpError, AssertionError, ValueError, IndexError, OSError) as e:
         raise CheckpointError(f"Checkpoint {path!r} cannot be read (corrupt, truncated or from another model): {e}") from e
-    return RestoredGenerators(config, gen_g, gen_f, int(global_step.numpy()), path)
+    return int(global_step.numpy())
+
+
+def restore_generators(workdir: str, *, checkpoint_path: str | None = None) -> RestoredGenerators:
+    """Builds float32 generators from `<workdir>/config.json` and loads their trained weights."""
+    config = read_config(workdir)
+    if config.kind != "cyclegan":
+        raise CheckpointError(f"{workdir!r} holds a {config.kind.upper()} (images from noise), not a CycleGAN: it has no "
+                              "translating generators. Export it (tfcyclegan-export) and use its generate signature.")
+    path = checkpoint_path or latest_checkpoint(workdir)
+    gen_g = build_generator(config.model, name="gen_g")
+    gen_f = build_generator(config.model, name="gen_f")
+    return RestoredGenerators(config, gen_g, gen_f, _restore(path, gen_g=gen_g, gen_f=gen_f), path)
+
+
+@dataclasses.dataclass(frozen=True)
+class RestoredDCGAN:
+    config: TrainConfig
+    generator: keras.Model  # z (batch, z_dim) -> images (batch, size, size, 3) in [-1, 1]
+    global_step: int
+    checkpoint_path: str
+
+    @property
+    def size(self) -> int:
+        return self.config.schedule.stages[0].size
+
+
+def restore_dcgan(workdir: str, *, checkpoint_path: str | None = None) -> RestoredDCGAN:
+    """Builds the float32 generator of a DCGAN run (config.kind == "dcgan") and loads its weights."""
+    config = read_config(workdir)
+    if config.kind != "dcgan":
+        raise CheckpointError(f"{workdir!r} holds a {config.kind}, not a DCGAN.")
+    path = checkpoint_path or latest_checkpoint(workdir)
+    generator = build_dcgan_generator(size=config.schedule.stages[0].size, z_dim=config.model.z_dim,
+                                      filters=config.model.gen_filters, name="generator")
+    return RestoredDCGAN(config, generator, _restore(path, generator=generator), path)

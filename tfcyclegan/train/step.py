@@ -1,4 +1,5 @@
-"""The four networks, their optimizers and the compiled train step. No I/O here.
+"""The CycleGAN: its four networks, their optimizers and its train step (the compiled loop
+around it is train.gan's). No I/O here.
 
 Names follow the paper, written once:
     gen_g: A -> B      gen_f: B -> A      disc_a: real A vs fake A      disc_b: real B vs fake B
@@ -13,13 +14,15 @@ across replicas by the optimizer equal the single-device gradient of the global 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from tfcyclegan import pictures
 from tfcyclegan.config import TrainConfig
 from tfcyclegan.model import fast_ops, losses
 from tfcyclegan.model.image_pool import ImagePool
 from tfcyclegan.model.networks import build_discriminator, build_generator
-from tfcyclegan.runtime import cluster
+from tfcyclegan.train.gan import GANModel
 from tfcyclegan.train.optim import make_optimizer
 
 LOSS_NAMES = (
@@ -28,14 +31,20 @@ LOSS_NAMES = (
 )
 
 
-class CycleGAN(tf.Module):
+class CycleGAN(GANModel):
     """Build under `strategy.scope()`. precision: "float32", "mixed_float16" or "mixed_bfloat16"."""
 
+    loss_names = LOSS_NAMES
+    domains = ("a", "b")  # what a training batch holds: (real_a, real_b)
+    loss_panels = (
+        ("Adversarial (generators)", ("gen_g_gan", "gen_f_gan")),
+        ("Cycle L1", ("cycle_a", "cycle_b")),
+        ("Identity L1", ("identity_a", "identity_b")),
+        ("Discriminators", ("disc_a", "disc_b")),
+    )
+
     def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy, *, precision: str = "float32"):
-        super().__init__(name="cyclegan")
-        self.config = config
-        self.strategy = strategy
-        self.precision = precision
+        super().__init__(config, strategy, precision=precision, name="cyclegan")
         model_cfg = config.model
         self.gen_g = build_generator(model_cfg, dtype=precision, name="gen_g")
         self.gen_f = build_generator(model_cfg, dtype=precision, name="gen_f")
@@ -47,7 +56,6 @@ class CycleGAN(tf.Module):
         self.optimizer_d.build(self.discriminator_variables)
         self.pool_a = ImagePool(config.pool_size, name="pool_a")
         self.pool_b = ImagePool(config.pool_size, name="pool_b")
-        self._distributed_step = None
         # Batch norm's statistics would mix the two halves of a joined batch.
         self._batch_identity = model_cfg.norm != "batch"
         self._batch_real_fake = model_cfg.disc_norm != "batch"
@@ -60,14 +68,25 @@ class CycleGAN(tf.Module):
     def discriminator_variables(self) -> list[tf.Variable]:
         return self.disc_a.trainable_variables + self.disc_b.trainable_variables
 
-    def set_learning_rate(self, value: float) -> None:
-        self.optimizer_g.learning_rate.assign(value)
-        self.optimizer_d.learning_rate.assign(value)
-
-    def reset_pools(self, size: int) -> None:
-        """Empties both image pools for a new stage of `size` x `size` images."""
+    def start_stage(self, size: int) -> None:
+        """A new stage starts with both image pools empty, sized for `size` x `size` images."""
         self.pool_a.reset(size, size)
         self.pool_b.reset(size, size)
+
+    def before_save(self) -> None:
+        for pool in (self.pool_a, self.pool_b):
+            pool.stack_replicas()  # an all-gather: every worker saves
+
+    def after_restore(self) -> None:
+        for pool in (self.pool_a, self.pool_b):
+            pool.unstack_replicas()
+
+    def progress_fields(self, losses: dict[str, float]) -> dict[str, str]:
+        return dict(G=f"{losses['gen_total']:.3f}", D=f"{losses['disc_a'] + losses['disc_b']:.3f}",
+                    cyc=f"{losses['cycle_a'] + losses['cycle_b']:.3f}")
+
+    def epoch_summary(self, losses: dict[str, float]) -> str:
+        return f"cycle {losses['cycle_a']:.3f}/{losses['cycle_b']:.3f}"
 
     def checkpoint_items(self) -> dict[str, tf.Module]:
         return dict(
@@ -77,31 +96,14 @@ class CycleGAN(tf.Module):
 
     # -- the step ----------------------------------------------------------------------------
 
-    @staticmethod
-    def _scaled(optimizer, loss: tf.Tensor) -> tf.Tensor:
-        """The loss to differentiate: scaled up under float16 loss scaling (call inside the tape)."""
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            return optimizer.scale_loss(loss)
-        return loss
-
-    @staticmethod
-    def _apply(optimizer, tape: tf.GradientTape, scaled_loss: tf.Tensor, variables: list[tf.Variable]) -> None:
-        # LossScaleOptimizer.apply unscales, and skips the update (lowering the scale) when
-        # a gradient is not finite; all replicas must take that decision together.
-        grads = tape.gradient(scaled_loss, variables)
-        # The biases that instance norm cancels (model.layers.NormedConv2D) take no part: exact zeros.
-        grads = [tf.zeros(v.shape, v.dtype) if g is None else g for g, v in zip(grads, variables)]
-        if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-            grads = cluster.agree_on_overflow(optimizer, grads)
-        optimizer.apply(grads, variables)
-
-    def replica_step(self, real_a: tf.Tensor, real_b: tf.Tensor, seed: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
+    def replica_step(self, batch, seed: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
         """One training step on this replica's part of the global batch.
 
-        real_a, real_b: float32 (batch, H, W, 3) in [-1, 1]; seed: int64 (2,) for the pools;
+        batch: (real_a, real_b), float32 (batch, H, W, 3) in [-1, 1]; seed: int64 (2,) for the pools;
         global_batch: int32 scalar. Returns {name: float32 scalar}, each this replica's share
         of the global-batch mean (sum over replicas for the global value).
         """
+        real_a, real_b = batch
         cfg = self.config.loss
         average = lambda per_example: tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
         use_identity = cfg.identity > 0
@@ -161,48 +163,17 @@ class CycleGAN(tf.Module):
             real_logits, fake_logits = disc(real, training=True), disc(fake, training=True)
         return dict(real_logits=real_logits, fake_logits=fake_logits)
 
-    def _steps(self, iterator, first_step: tf.Tensor, n: tf.Tensor, global_batch: tf.Tensor) -> dict[str, tf.Tensor]:
-        """Runs n steps from `iterator`; returns the losses of each, (n,) per name."""
-        history = tf.TensorArray(tf.float32, size=n, element_shape=[len(LOSS_NAMES)])
-        for i in tf.range(n):
-            real_a, real_b = next(iterator)
-            # Every random draw of a step is a function of (seed, global step), so a resumed
-            # run draws exactly what an uninterrupted one would.
-            seed = tf.stack([tf.constant(self.config.seed, tf.int64), first_step + tf.cast(i, tf.int64)])
-            per_replica = self.strategy.run(self._replica_step_with_id, args=(real_a, real_b, seed, global_batch))
-            history = history.write(i, self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None))
-        stacked = history.stack()
-        return {name: stacked[:, k] for k, name in enumerate(LOSS_NAMES)}
+    # -- samples -----------------------------------------------------------------------------
 
-    def _replica_step_with_id(self, real_a, real_b, seed, global_batch):
-        # Each replica's pool draws its own numbers.
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        seed = seed + tf.stack([tf.constant(0, tf.int64), tf.cast(replica, tf.int64) * 1_000_003])
-        out = self.replica_step(real_a, real_b, seed, global_batch)
-        # Stacked, the losses take one all-reduce instead of one each: on a multi-worker
-        # cluster every collective is a network round trip.
-        return tf.stack([out[name] for name in LOSS_NAMES])
+    def sample_inputs(self, held_out, size: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        """The fixed held-out images of the per-epoch sample grid: held_out(domain, size, count)."""
+        a, b = (held_out(domain, size, count) for domain in ("a", "b"))
+        n = min(len(a), len(b))  # the two test splits need not be the same size
+        return a[:n], b[:n]
 
-    def train_steps(self, iterator, *, first_step: int, steps: int, global_batch: int) -> dict[str, tf.Tensor]:
-        """Runs `steps` training steps in one compiled call.
-
-        iterator: an iterator over a distributed dataset of (real_a, real_b);
-        first_step: the global step of the first of them (it seeds the step's random draws).
-        Returns {name: float32 (steps,)}: the global-batch mean losses of each step.
-        """
-        if self._distributed_step is None:
-            # reduce_retracing: after a second stage size the trace generalizes H and W to
-            # None, so the whole schedule costs at most two traces, never one per step.
-            self._distributed_step = tf.function(self._steps, reduce_retracing=True)
-        return self._distributed_step(
-            iterator, tf.constant(first_step, tf.int64), tf.constant(steps, tf.int32), tf.constant(global_batch, tf.int32)
-        )
-
-    @property
-    def tracing_count(self) -> int:
-        return 0 if self._distributed_step is None else self._distributed_step.experimental_get_tracing_count()
-
-    # -- inference ---------------------------------------------------------------------------
+    def sample_grid(self, samples: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """uint8 grid: per row real_a | fake_b | cycled_a || real_b | fake_a | cycled_b."""
+        return pictures.sample_grid({k: np.asarray(v) for k, v in self.translate(*samples).items()})
 
     def translate(self, real_a: tf.Tensor, real_b: tf.Tensor) -> dict[str, tf.Tensor]:
         """Eval-mode forward pass for sample grids: fake_b, cycled_a, fake_a, cycled_b (float32)."""

@@ -40,7 +40,8 @@ from tfcyclegan.train.checkpoint import (
     Position, Progress, RunCheckpoints, WorkdirError, WorkdirLock, prepare_workdir, truncate_loss_csv,
 )
 from tfcyclegan.train.optim import learning_rate_at
-from tfcyclegan.train.step import LOSS_NAMES, CycleGAN
+from tfcyclegan.train.dcgan import DCGAN
+from tfcyclegan.train.step import CycleGAN
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN or Inf; the last good checkpoint is kept."""
@@ -79,7 +80,7 @@ class _StopFlag:
 
 
 def generic_image_shape(dataset: tf.data.Dataset) -> tf.data.Dataset:
-    """Forgets the static H and W of (real_a, real_b) batches.
+    """Forgets the static H and W of a dataset of image-batch tuples ((real_a, real_b), (real,)).
 
     The compiled step is then traced once for every stage size. That saves a trace per stage
     and, more important, makes a run resumed in the middle of a later stage execute the very
@@ -91,7 +92,7 @@ def generic_image_shape(dataset: tf.data.Dataset) -> tf.data.Dataset:
         shape = [image.shape[0], None, None, image.shape[-1]]
         return tf.compat.v1.placeholder_with_default(image, shape)
 
-    return dataset.map(lambda a, b: (generic(a), generic(b)))
+    return dataset.map(lambda *images: tuple(generic(image) for image in images))
 
 
 def steps_for_call(config: config_lib.TrainConfig, size: int) -> int:
@@ -118,24 +119,18 @@ def read_loss_csv(path: str) -> dict[int, dict[str, float]]:
     return dict(sorted(rows.items()))
 
 
-LOSS_PANELS = (
-    ("Adversarial (generators)", ("gen_g_gan", "gen_f_gan")),
-    ("Cycle L1", ("cycle_a", "cycle_b")),
-    ("Identity L1", ("identity_a", "identity_b")),
-    ("Discriminators", ("disc_a", "disc_b")),
-)
-
-
-def plot_loss_curves(csv_path: str, png_path: str) -> bool:
-    """losses.csv as four panels (adversarial, cycle, identity, discriminators), stage changes dotted."""
+def plot_loss_curves(csv_path: str, png_path: str, panels) -> bool:
+    """losses.csv as the model's panels (e.g. adversarial, cycle, identity, discriminators),
+    stage changes dotted. panels: ((title, (loss name, ...)), ...)."""
     rows = read_loss_csv(csv_path)
     if not rows:
         return False
     steps = list(rows)
-    series = {name: [(step, row[name]) for step, row in rows.items()] for name in LOSS_NAMES}
+    names = {name for _, group in panels for name in group}
+    series = {name: [(step, row[name]) for step, row in rows.items() if name in row] for name in names}
     sizes = [row["size"] for row in rows.values()]
     changes = [steps[i] for i in range(1, len(steps)) if sizes[i] != sizes[i - 1]]
-    return pictures.plot_curves(series, png_path, panels=LOSS_PANELS, title="Losses (dotted lines: stage changes)",
+    return pictures.plot_curves(series, png_path, panels=panels, title="Losses (dotted lines: stage changes)",
                                 marks=changes)
 
 
@@ -148,6 +143,16 @@ def _write_loss_rows(path: str, rows: list[dict]) -> None:
         if new_file:
             writer.writeheader()
         writer.writerows(rows)
+
+
+def model_class(config: config_lib.TrainConfig) -> type:
+    """The GAN the config names (config.kind): CycleGAN or DCGAN."""
+    return DCGAN if config.kind == "dcgan" else CycleGAN
+
+
+def domain_names(config: config_lib.TrainConfig) -> tuple[str, ...]:
+    """The domains a training batch holds: ("a", "b") for a CycleGAN, ("a",) for a DCGAN."""
+    return ("a",) if config.kind == "dcgan" else ("a", "b")
 
 
 @dataclasses.dataclass
@@ -189,7 +194,8 @@ class Trainer:
 
     def _build(self, config: config_lib.TrainConfig, workdir: str, data_cache_dir: str | None) -> None:
         prepare_workdir(workdir, config, write=self.chief)
-        self.domains = data_lib.load_domains(config.data, cache_dir=data_cache_dir)
+        self.domains = data_lib.load_domains(config.data, cache_dir=data_cache_dir,
+                                             single=len(domain_names(config)) == 1)
         self.global_batch = config.batch_size * self.strategy.num_replicas_in_sync
         self.steps_per_epoch = self._steps_per_epoch(self.global_batch)
         # Creating the variables broadcasts the chief's initial weights, a collective without a
@@ -199,7 +205,7 @@ class Trainer:
         cluster.wait_for_workers(self.strategy, "build the model", timeout)
         with cluster.watchdog(self.strategy, "build the model and restore the checkpoint", timeout):
             with self.strategy.scope():
-                self.model = CycleGAN(config, self.strategy, precision=self.precision)
+                self.model = model_class(config)(config, self.strategy, precision=self.precision)
             self.progress = Progress()
             self.checkpoint = tf.train.Checkpoint(progress=self.progress, **self.model.checkpoint_items())
             checkpoints = workdir_lib.checkpoint_dir(workdir)
@@ -251,8 +257,7 @@ class Trainer:
                 "it, or start a new --workdir."
             ) from e
         self.restored_from = path
-        for pool in (self.model.pool_a, self.model.pool_b):
-            pool.unstack_replicas()
+        self.model.after_restore()
         saved, now = int(self.progress.replicas.numpy()), self.strategy.num_replicas_in_sync
         position = self.progress.get()
         if saved == now or position.step == 0:
@@ -276,7 +281,7 @@ class Trainer:
 
     def _steps_per_epoch(self, global_batch: int) -> int:
         """max(|A|, |B|) / global batch, capped by --steps_per_epoch."""
-        natural = data_lib.steps_per_epoch(self.domains, global_batch)
+        natural = data_lib.steps_per_epoch(self.domains, global_batch, names=domain_names(self.config))
         return min(natural, self.config.steps_per_epoch) if self.config.steps_per_epoch else natural
 
     def epoch_offset(self, stage: int) -> int:
@@ -285,8 +290,7 @@ class Trainer:
     def save(self, position: Position) -> str:
         self.progress.set(position)
         self.progress.replicas.assign(self.strategy.num_replicas_in_sync)
-        for pool in (self.model.pool_a, self.model.pool_b):
-            pool.stack_replicas()  # an all-gather: every worker saves
+        self.model.before_save()
         path = self.checkpoints.save(position.global_step)
         if not self.chief:
             shutil.rmtree(self.manager.directory, ignore_errors=True)
@@ -301,14 +305,8 @@ class Trainer:
         split = "test" if getattr(self.domains, domain).test else "train"
         return data_lib.load_eval_images(self.domains, self.config.data, domain=domain, split=split, size=size, count=count)
 
-    def _sample_images(self, size: int) -> tuple[np.ndarray, np.ndarray]:
-        a, b = (self._held_out(domain, size, self.config.sample_count) for domain in ("a", "b"))
-        n = min(len(a), len(b))  # the two test splits need not be the same size
-        return a[:n], b[:n]
-
-    def _write_samples(self, samples: tuple[np.ndarray, np.ndarray], global_epoch: int, size: int, step: int) -> str:
-        images = {k: np.asarray(v) for k, v in self.model.translate(*samples).items()}
-        grid = pictures.sample_grid(images)
+    def _write_samples(self, samples, global_epoch: int, size: int, step: int) -> str:
+        grid = self.model.sample_grid(samples)
         path = os.path.join(self.samples_dir, f"epoch_{global_epoch + 1:04d}_{size}px.png")
         save_png(grid, path)
         with self.writer.as_default():
@@ -346,8 +344,8 @@ class Trainer:
             while run.position.stage < len(stages):
                 stage = stages[run.position.stage]
                 if run.position.epoch == 0 and run.position.step == 0:
-                    self.model.reset_pools(stage.size)  # a new stage starts with empty pools
-                samples = self._sample_images(stage.size) if self.chief else None
+                    self.model.start_stage(stage.size)
+                samples = self.model.sample_inputs(self._held_out, stage.size, cfg.sample_count) if self.chief else None
                 while run.position.epoch < stage.epochs:
                     stopped = self._train_epoch(run, stage, samples, stop, max_steps)
                     if stopped:
@@ -356,7 +354,8 @@ class Trainer:
                     if run.position.epoch == 0:
                         break  # that was the stage's last epoch
         if self.chief:
-            plot_loss_curves(self.loss_csv, os.path.join(self.workdir, "loss_curves.png"))
+            plot_loss_curves(self.loss_csv, os.path.join(self.workdir, "loss_curves.png"), self.model.loss_panels)
+            self.model.after_training(self.samples_dir)
             self._log(f"Training complete: {run.position.global_step} steps. Checkpoint {run.last_checkpoint}")
         return RunResult(run.position, True, None, run.last_checkpoint, run.last_losses)
 
@@ -371,7 +370,7 @@ class Trainer:
         self.model.set_learning_rate(lr)
         dataset = data_lib.make_train_dataset(
             self.domains, cfg.data, size=stage.size, global_batch=self.global_batch, seed=cfg.seed,
-            epoch=global_epoch, skip_batches=position.step,
+            epoch=global_epoch, skip_batches=position.step, names=domain_names(cfg),
         )
         iterator = strategy_lib.iterate(self.strategy, generic_image_shape(dataset))
         bar = tqdm(
@@ -393,8 +392,7 @@ class Trainer:
             losses = run.last_losses = {k: float(v[-1]) for k, v in values.items()}
             images_per_sec = n * self.global_batch / max(elapsed, 1e-9)
             bar.update(n)
-            bar.set_postfix(G=f"{losses['gen_total']:.3f}", D=f"{losses['disc_a'] + losses['disc_b']:.3f}",
-                            cyc=f"{losses['cycle_a'] + losses['cycle_b']:.3f}", ips=f"{images_per_sec:.1f}", refresh=False)
+            bar.set_postfix(**self.model.progress_fields(losses), ips=f"{images_per_sec:.1f}", refresh=False)
             if position.global_step % cfg.log_every_steps == 0 or position.step == self.steps_per_epoch:
                 means = {k: float(np.mean(v)) for k, v in values.items()}
                 self._summaries(means, lr, images_per_sec, stage.size, position.global_step)
@@ -420,7 +418,7 @@ class Trainer:
             path = self._write_samples(samples, global_epoch, stage.size, position.global_step)
             _write_loss_rows(self.loss_csv, rows)
             self._log(f"epoch {global_epoch + 1}/{cfg.schedule.total_epochs} done: lr {lr:.2e}, "
-                      f"cycle {run.last_losses['cycle_a']:.3f}/{run.last_losses['cycle_b']:.3f}, samples {path}")
+                      f"{self.model.epoch_summary(run.last_losses)}, samples {path}")
         if self.chief and cfg.eval_every_epochs and (global_epoch + 1) % cfg.eval_every_epochs == 0:
             self._evaluate(stage.size, position.global_step)
         position = dataclasses.replace(position, epoch=position.epoch + 1, step=0)
@@ -471,7 +469,7 @@ class Trainer:
         return max(1, n)
 
     def _check_finite(self, values: dict[str, np.ndarray], position: Position) -> None:
-        for name in LOSS_NAMES:
+        for name in self.model.loss_names:
             bad = np.flatnonzero(~np.isfinite(values[name]))
             if bad.size:
                 step = position.global_step + int(bad[0]) + 1
