@@ -108,7 +108,7 @@ class Server:
         # Files, not pipes: a pipe nobody reads fills and stops the server mid-test.
         with open(self.stdout, "wb") as out, open(self.stderr, "wb") as err:
             self.process = subprocess.Popen([sys.executable, "-m", "tfcyclegan.cli.serve", "--host=127.0.0.1", "--port=0",
-                                             "--log_level=warning", *args], stdout=out, stderr=err, env=env, cwd=ROOT)
+                                             *args], stdout=out, stderr=err, env=env, cwd=ROOT)
         self.url = self._wait_for_url()
 
     def _wait_for_url(self, timeout: float = 180) -> str:
@@ -128,13 +128,15 @@ class Server:
         with urllib.request.urlopen((base or self.url) + path, timeout=30) as response:
             return json.loads(response.read())
 
-    def stop(self) -> None:
+    def stop(self) -> int | None:
+        """SIGTERM, as a service manager stops it; its exit status, or None if it had to be killed."""
         self.process.terminate()
         try:
-            self.process.wait(timeout=30)
+            return self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
+            return None
 
 
 @pytest.fixture(scope="session")
@@ -144,4 +146,7 @@ def server(model_dirs, tmp_path_factory):
     proc = Server([*(f"--model={spec}" for spec in model_dirs.values()), "--workers=1", "--queue=2",
                    "--max_upload_mb=2", "--max_side=256", "--max_megapixels=4"], tmp_path_factory.mktemp("server"))
     yield proc
-    proc.stop()
+    status = proc.stop()
+    # A graceful stop: uvicorn finishes, logs it, then ends by the signal it was sent (-15).
+    log = proc.stderr.read_text()
+    assert status == -15 and "Finished server process" in log, f"tfcyclegan-serve did not stop cleanly ({status}): {log[-3000:]}"

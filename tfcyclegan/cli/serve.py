@@ -11,8 +11,9 @@ is served from the package: the app works with no internet. The API (POST /v1/tr
 GET /v1/models, GET /healthz) is described in docs/serving.md ("The web app").
 
 The server has no authentication: it listens on 127.0.0.1 unless --host says otherwise.
-Exit status: 0 stopped (Ctrl-C or SIGTERM), 2 nothing could start (bad flags, a model that
-cannot be loaded, an address in use).
+Ctrl-C or SIGTERM stops it gracefully: the requests in progress are answered first. Exit status:
+0 after Ctrl-C, 143 after SIGTERM (uvicorn ends by the signal, as service managers expect), 2
+when nothing could start (bad flags, a model that cannot be loaded, an address in use).
 """
 
 from __future__ import annotations
@@ -59,6 +60,9 @@ def listen(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        # Listening now, not when uvicorn starts: a client that connects as soon as the address
+        # is printed waits in the backlog instead of being refused.
+        sock.listen(2048)
     except OSError:
         sock.close()
         raise
@@ -105,7 +109,10 @@ def main(argv: Sequence[str], flag_values=None) -> int:
         print(f"warning: listening on {host}: other machines can reach this server, and it has no authentication.",
               file=sys.stderr, flush=True)
     server = uvicorn.Server(uvicorn.Config(app, log_level=FLAGS.log_level, timeout_keep_alive=5))
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn stops gracefully, then raises Ctrl-C again: no traceback for it
+        pass
     return 0
 
 

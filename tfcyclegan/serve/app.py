@@ -53,7 +53,7 @@ log = logging.getLogger("tfcyclegan.serve")
 MB = 2**20
 # The page may load only what this server sends it: no CDN, font or script from elsewhere.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; img-src 'self' blob: data:; media-src 'self' blob: mediastream:; "
-                           "connect-src 'self'; style-src 'self'; script-src 'self'; object-src 'none'; "
+                           "connect-src 'self' blob:; style-src 'self'; script-src 'self'; object-src 'none'; "
                            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 TRUE, FALSE = ("1", "true", "on", "yes"), ("0", "false", "off", "no", "")
 

@@ -36,7 +36,11 @@ function groups() {
 function fillDirections() {
   const list = groups().get($("model").value) || [];
   const select = $("direction");
-  select.replaceChildren(...list.map((m) => new Option(`${domainLabel(m)}${m.direction ? ` (${m.direction})` : ""}`, m.name)));
+  select.replaceChildren(...list.map((m) => {
+    const option = new Option(domainLabel(m), m.name);
+    option.title = `${m.name}${m.global_step != null ? `, trained ${m.global_step} steps` : ""}`;
+    return option;
+  }));
 }
 
 function chosenModel() { return $("direction").value; }
