@@ -45,7 +45,7 @@ def test_models_lists_task_direction_domains_step_and_sizes(client):
     assert (gender["from_domain"], gender["to_domain"], gender["export_size"]) == ("male", "female", 48)
     assert info["faces"] == {"available": False, "reason": UNAVAILABLE}
     assert info["limits"] == {"max_upload_bytes": 2 * 2**20, "max_side": 128, "max_pixels": 4_000_000,
-                              "workers": 1, "queue": 8}
+                              "workers": 1, "queue": 8, "upload_seconds": 60}
 
 
 def test_healthz(client):

@@ -6,6 +6,7 @@ import asyncio
 import base64
 import io
 import json
+import time
 
 import numpy as np
 import pytest
@@ -85,13 +86,17 @@ def test_a_50mb_upload_is_refused_with_413(client):
     assert "larger than this server's limit of 2 MB" in response.json()["error"]
 
 
-def _asgi_post(app, chunks: int, chunk_bytes: int, content_length: bool) -> tuple[int, dict, int]:
-    """POSTs `chunks` chunks straight into the ASGI app; (status, JSON body, chunks the app read)."""
+def _asgi_post(app, chunks: int, chunk_bytes: int, content_length: bool, pause: float = 0.0) -> tuple[int, dict, int, int]:
+    """POSTs `chunks` chunks straight into the ASGI app: (status, JSON body, chunks the app had read
+    when the whole answer's body had been sent, chunks it read in all)."""
     read = 0
     sent: list[dict] = []
+    read_when_answered = None
     headers = [(b"content-type", b"image/jpeg")]
     if content_length:
         headers.append((b"content-length", str(chunks * chunk_bytes).encode()))
+    else:
+        headers.append((b"transfer-encoding", b"chunked"))
     scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
              "path": "/v1/translate", "raw_path": b"/v1/translate", "query_string": b"", "root_path": "",
              "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
@@ -101,24 +106,50 @@ def _asgi_post(app, chunks: int, chunk_bytes: int, content_length: bool) -> tupl
         read += 1
         if read > chunks:
             return {"type": "http.disconnect"}
+        if read > 1:
+            await asyncio.sleep(pause)  # a slow client
         return {"type": "http.request", "body": bytes(chunk_bytes), "more_body": read < chunks}
 
     async def send(message):
+        nonlocal read_when_answered
         sent.append(message)
+        if message["type"] == "http.response.body" and message.get("body") and read_when_answered is None:
+            read_when_answered = read
 
     asyncio.run(app(scope, receive, send))
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
-    return status, json.loads(body), read
+    return status, json.loads(body), read_when_answered, read
 
 
 def test_a_50mb_upload_is_refused_before_it_is_read_whole(app):
-    # With a Content-Length: refused before a byte of the body is read.
-    status, body, read = _asgi_post(app, chunks=50, chunk_bytes=MB, content_length=True)
-    assert (status, read) == (413, 0) and "limit of 2 MB" in body["error"]
-    # Chunked (no Content-Length): refused as soon as the count passes 2 MB, the 3rd MB of 50.
-    status, body, read = _asgi_post(app, chunks=50, chunk_bytes=MB, content_length=False)
-    assert (status, read) == (413, 3) and "limit of 2 MB" in body["error"]
+    # With a Content-Length: the whole answer is sent before a byte of the body is read. The rest
+    # is then read and dropped (a client that writes all before it reads gets the answer, not a reset).
+    status, body, read_when_answered, read = _asgi_post(app, chunks=50, chunk_bytes=MB, content_length=True)
+    assert (status, read_when_answered) == (413, 0) and "limit of 2 MB" in body["error"]
+    assert read == 50
+    # Chunked (no Content-Length): answered as soon as the count passes 2 MB, the 3rd MB of 50.
+    status, body, read_when_answered, read = _asgi_post(app, chunks=50, chunk_bytes=MB, content_length=False)
+    assert (status, read_when_answered) == (413, 3) and "limit of 2 MB" in body["error"]
+
+
+def test_dropping_the_rest_of_a_refused_body_is_bounded_in_time(app):
+    from tfcyclegan.serve import UploadLimit
+
+    start = time.perf_counter()
+    # A client that sends a chunk every 2 s: the answer ends after LINGER_SECONDS, not after 50 chunks.
+    status, _, read_when_answered, read = _asgi_post(app, chunks=50, chunk_bytes=MB, content_length=True, pause=2.0)
+    assert (status, read_when_answered) == (413, 0)
+    assert time.perf_counter() - start < UploadLimit.LINGER_SECONDS + 3 and read < 6
+
+
+def test_an_upload_slower_than_upload_seconds_gets_408_and_gives_its_place_back(registry):
+    app = create_app(registry, Limits(upload_seconds=1, workers=1, queue=0), face_mode=FaceMode(False, UNAVAILABLE))
+    start = time.perf_counter()
+    status, body, read_when_answered, read = _asgi_post(app, chunks=4, chunk_bytes=1000, content_length=True, pause=2.0)
+    assert (status, read_when_answered) == (408, 2) and "the upload took longer than 1 s" in body["error"]
+    assert time.perf_counter() - start < 5
+    assert app.state.pool.stats()["waiting"] == 0  # the one place is free again
 
 
 @pytest.fixture(scope="module")

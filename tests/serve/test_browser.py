@@ -127,6 +127,9 @@ def test_an_error_is_shown_in_the_page_in_words(browser, server):
     page.wait_for_selector("#error:not([hidden])", timeout=60_000)
     assert "415: the image cannot be used: not an image" in page.inner_text("#error")
     assert page.is_enabled("#go")  # ready for another try
+    # A file over the server's upload limit (2 MB here) is refused in the page, before any upload.
+    page.set_input_files("#file", files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": bytes(3 * 2**20)}])
+    assert "huge.jpg is 3.0 MB, more than this server's limit of 2.0 MB" in page.inner_text("#error")
     page.close()
 
 

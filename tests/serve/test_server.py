@@ -6,9 +6,12 @@ import io
 import json
 import socket
 import threading
+import urllib.error
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from conftest import decode, jpeg_bytes, photo
 from PIL import Image
 
@@ -19,7 +22,7 @@ def test_the_server_loads_its_models_once_and_serves_page_and_api(server):
     models = server.get_json("v1/models")
     assert [m["name"] for m in models["models"]] == ["age_a2b", "age_b2a", "gender_a2b"]
     assert models["limits"] == {"max_upload_bytes": 2 * MB, "max_side": 256, "max_pixels": 4_000_000,
-                                "workers": 1, "queue": 2}
+                                "workers": 1, "queue": 2, "upload_seconds": 60}
     page = httpx.get(server.url, timeout=30)
     assert page.status_code == 200 and "<title>tfcyclegan</title>" in page.text
     response = httpx.post(server.url + "v1/translate", files={"image": ("a.jpg", jpeg_bytes(photo(50, 70)), "image/jpeg")},
@@ -49,6 +52,20 @@ def test_a_50mb_upload_is_answered_413_before_it_is_sent(server):
     assert head.startswith(b"HTTP/1.1 413"), head
     assert "larger than this server's limit of 2 MB" in json.loads(body)["error"]
     assert server.get_json("healthz")["status"] == "ok"
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_client_that_sends_its_whole_body_before_it_reads_gets_the_413(server, chunked):
+    # urllib writes the whole 50 MB before it reads: the server drops the rest of the body rather than
+    # closing the connection on it (which would reset it and lose the answer).
+    body = bytes(50 * MB)
+    data = iter([body[i:i + MB] for i in range(0, len(body), MB)]) if chunked else body
+    request = urllib.request.Request(server.url + "v1/translate", data=data, method="POST",
+                                     headers={"Content-Type": "image/jpeg", **({"Transfer-Encoding": "chunked"} if chunked else {})})
+    with pytest.raises(urllib.error.HTTPError) as answer:
+        urllib.request.urlopen(request, timeout=60)
+    assert answer.value.code == 413
+    assert "larger than this server's limit of 2 MB" in json.loads(answer.value.read())["error"]
 
 
 def test_memory_stays_bounded_under_a_50mb_upload_and_10000px_images(server):

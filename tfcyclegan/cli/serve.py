@@ -41,6 +41,8 @@ def define_flags(flag_values=None):
                          lower_bound=0, flag_values=fv)
     flags.DEFINE_integer("max_upload_mb", 20, "Largest upload in MB; larger ones get 413 before they are read.",
                          lower_bound=1, flag_values=fv)
+    flags.DEFINE_integer("upload_seconds", 60, "The longest a client may take to send its upload (it holds a place "
+                         "in the queue meanwhile); slower ones get 408.", lower_bound=1, flag_values=fv)
     flags.DEFINE_integer("max_side", 1024, "Images whose longer side is larger are translated as a copy this long.",
                          lower_bound=8, flag_values=fv)
     flags.DEFINE_float("max_megapixels", 25.0, "Images that would decode to more pixels are refused with 413 (a JPEG "
@@ -85,7 +87,8 @@ def main(argv: Sequence[str], flag_values=None) -> int:
     from tfcyclegan.translate.models import ModelSpecError, load_translator
 
     limits = Limits(max_upload_bytes=FLAGS.max_upload_mb * 2**20, max_side=FLAGS.max_side,
-                    max_pixels=max(64, round(FLAGS.max_megapixels * 1e6)), workers=FLAGS.workers, queue=FLAGS.queue)
+                    max_pixels=max(64, round(FLAGS.max_megapixels * 1e6)), workers=FLAGS.workers, queue=FLAGS.queue,
+                    upload_seconds=FLAGS.upload_seconds)
     try:
         sock = listen(FLAGS.host, FLAGS.port)
     except OSError as e:

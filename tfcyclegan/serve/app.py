@@ -10,6 +10,7 @@
 Every error is JSON {"error": "<what is wrong, in words>"} with a 4xx or 5xx status:
 
     400  an empty body or image, a missing `image`, bad JSON or base64, an unknown model, a bad option
+    408  an upload that took longer than Limits.upload_seconds
     413  an upload over the byte limit (refused from its Content-Length, before it is read, or as
          soon as a body without one passes the limit), or an image over the pixel limit
     415  not an image, or a Content-Type the API does not take
@@ -23,6 +24,7 @@ max_side (a JPEG is decoded at a reduced scale: memory follows the copy, not the
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -65,6 +67,8 @@ class Limits:
     max_upload_bytes: the largest request body. max_side: longer images are translated as a
     copy this long. max_pixels: images that would decode to more pixels are refused (after a
     JPEG's reduced-scale decoding). workers: translations at once; queue: requests waiting.
+    upload_seconds: the longest an admitted request may take to send its body (a slow client
+    holds a place in the pool while it sends).
     """
 
     max_upload_bytes: int = 20 * MB
@@ -72,10 +76,11 @@ class Limits:
     max_pixels: int = 25_000_000
     workers: int = 1
     queue: int = 8
+    upload_seconds: int = 60
 
     def __post_init__(self):
         for name, low in (("max_upload_bytes", 1), ("max_side", MIN_SIDE), ("max_pixels", MIN_SIDE * MIN_SIDE),
-                          ("workers", 1), ("queue", 0)):
+                          ("workers", 1), ("queue", 0), ("upload_seconds", 1)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}. Received: {value!r}")
@@ -261,9 +266,19 @@ def _status_of(error: ImageError) -> int:
 class UploadLimit:
     """ASGI middleware: a request body over max_bytes gets 413 before it is read whole.
 
-    A Content-Length over the limit is refused before a byte of the body is read; a body without
-    one (chunked) is counted as it arrives and refused as soon as it passes the limit.
+    A Content-Length over the limit is answered before a byte of the body is read; a body without
+    one (chunked) is counted as it arrives and answered as soon as it passes the limit.
+
+    Whenever an answer is complete while the client is still sending its body (a 413, a 503, a
+    400 about a field), the rest of the body is read and dropped, keeping none of it, for at most
+    LINGER_SECONDS and LINGER_BYTES, before the answer ends. A connection closed with unread
+    data in it is reset, and a client that sends its whole body before it reads (urllib,
+    requests) would see the reset, not the answer; a client that reads as it sends (curl, a
+    browser) has the whole answer at once anyway.
     """
+
+    LINGER_SECONDS = 5.0
+    LINGER_BYTES = 256 * MB
 
     def __init__(self, app, max_bytes: int):
         self.app, self.max_bytes = app, max_bytes
@@ -275,22 +290,47 @@ class UploadLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        length = dict(scope["headers"]).get(b"content-length")
-        if length is not None and length.strip().isdigit() and int(length) > self.max_bytes:
-            response = JSONResponse({"error": self._message()}, status_code=413, headers={"Connection": "close"})
-            return await response(scope, receive, send)
-        received = 0
+        headers = dict(scope["headers"])
+        length = headers.get(b"content-length", b"").strip()
+        state = {"received": 0, "done": not (b"transfer-encoding" in headers or (length.isdigit() and int(length) > 0)),
+                 "linger": True}
 
         async def counted():
-            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise StarletteHTTPException(413, self._message(), headers={"Connection": "close"})
+                state["received"] += len(message.get("body", b""))
+                state["done"] = not message.get("more_body", False)
+                if state["received"] > self.max_bytes:
+                    raise StarletteHTTPException(413, self._message())
+            else:
+                state["done"] = True
             return message
 
-        await self.app(scope, counted, send)
+        async def lingering_send(message):
+            if message["type"] == "http.response.start":
+                # An answer that closes the connection on purpose (a client too slow to upload) is not held open.
+                state["linger"] = (b"connection", b"close") not in [(k.lower(), v.lower()) for k, v in message.get("headers", [])]
+            if (message["type"] == "http.response.body" and not message.get("more_body", False) and not state["done"]
+                    and state["linger"]):
+                await send({**message, "more_body": True})
+                await self._drop_the_rest(receive, state)
+                message = {"type": "http.response.body", "body": b"", "more_body": False}
+            await send(message)
+
+        if length.isdigit() and int(length) > self.max_bytes:
+            return await JSONResponse({"error": self._message()}, status_code=413)(scope, receive, lingering_send)
+        await self.app(scope, counted, lingering_send)
+
+    async def _drop_the_rest(self, receive, state) -> None:
+        loop = asyncio.get_running_loop()
+        deadline, dropped = loop.time() + self.LINGER_SECONDS, 0
+        while not state["done"] and dropped <= self.LINGER_BYTES and loop.time() < deadline:
+            try:
+                message = await asyncio.wait_for(receive(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return
+            dropped += len(message.get("body", b""))
+            state["done"] = message["type"] != "http.request" or not message.get("more_body", False)
 
 
 # -- the app ---------------------------------------------------------------------------------------
@@ -364,7 +404,11 @@ def create_app(registry: ModelRegistry, limits: Limits = Limits(), *, face_mode:
                                   '{"image": "<base64>"}, or as the body with an image/* Content-Type')
         ticket = pool.admit()  # before the body is read: only admitted requests hold an upload
         try:
-            data, options = await read_request(request)
+            try:
+                data, options = await asyncio.wait_for(read_request(request), limits.upload_seconds)
+            except asyncio.TimeoutError:
+                raise ServeError(408, f"the upload took longer than {limits.upload_seconds} s: send it again, or a "
+                                      "smaller file", {"Connection": "close"}) from None
             try:
                 chosen = registry.resolve(options.model, options.chain)
             except UnknownModelError as e:

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { models: [], file: null, inputUrl: null, resultUrl: null, stream: null, busy: false };
+const state = { models: [], limits: null, file: null, inputUrl: null, resultUrl: null, stream: null, busy: false };
 
 function showError(message) {
   const box = $("error");
@@ -68,7 +68,7 @@ async function loadModels() {
   if (!info.faces.available) {
     $("faces-note").textContent = `unavailable: ${info.faces.reason}`;
   }
-  const limits = info.limits;
+  const limits = state.limits = info.limits;
   $("footer").textContent = `${state.models.length} model(s) loaded. Uploads up to ${(limits.max_upload_bytes / 1048576).toFixed(0)} MB; ` +
     `photos longer than ${limits.max_side} px are translated as a ${limits.max_side} px copy.`;
   updateButton();
@@ -83,6 +83,13 @@ function useFile(file) {
   if (!file) return;
   if (file.type && !file.type.startsWith("image/")) {
     showError(`${file.name} is not an image (${file.type}). Choose a JPEG or PNG photo.`);
+    return;
+  }
+  // Said here rather than after an upload the server would refuse (413) anyway.
+  if (state.limits && file.size > state.limits.max_upload_bytes) {
+    const mb = (n) => (n / 1048576).toFixed(1);
+    showError(`${file.name} is ${mb(file.size)} MB, more than this server's limit of ${mb(state.limits.max_upload_bytes)} MB. ` +
+      "Choose a smaller file (or start tfcyclegan-serve with a larger --max_upload_mb).");
     return;
   }
   state.file = file;
@@ -122,6 +129,12 @@ function setUpInputs() {
     drop.addEventListener(name, (e) => { e.preventDefault(); drop.classList.remove("over"); });
   }
   drop.addEventListener("drop", (e) => useFile(e.dataTransfer.files[0]));
+  // A photo dropped anywhere else on the page is used too, rather than opened by the browser in place of the page.
+  document.addEventListener("dragover", (e) => e.preventDefault());
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    if (!drop.contains(e.target) && e.dataTransfer.files.length) useFile(e.dataTransfer.files[0]);
+  });
   $("model").addEventListener("change", () => { fillDirections(); updateButton(); });
   $("direction").addEventListener("change", updateButton);
   $("go").addEventListener("click", translate);
