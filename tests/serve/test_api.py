@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import decode, jpeg_bytes, photo, png_bytes
+from serve.helpers import decode, jpeg_bytes, photo, png_bytes
 from fastapi.testclient import TestClient
 
 from tfcyclegan.io import read_image

@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 import pytest
-from conftest import decode, jpeg_bytes, photo, png_bytes
+from serve.helpers import decode, jpeg_bytes, photo, png_bytes
 from fastapi.testclient import TestClient
 from PIL import Image
 

@@ -1,6 +1,6 @@
 """The page in a real browser: headless Debian Chromium driven by Playwright (never a downloaded browser).
 
-A server started by the session (conftest.server) serves the page on 127.0.0.1; the test uploads a
+A server started by the session (the `server` fixture) serves the page on 127.0.0.1; the test uploads a
 real UTKFace photo from ../shared, waits for the result, and checks it has the photo's size and
 differs from it. It saves a screenshot of the page.
 
@@ -83,7 +83,7 @@ def browser(tmp_path_factory):
 
 
 def test_a_utkface_photo_is_translated_in_the_page(browser, server, utkface_sample, tmp_path):
-    from conftest import decode
+    from serve.helpers import decode
 
     from tfcyclegan.io import read_image
 
@@ -140,10 +140,10 @@ def main(argv=None) -> int:
     parser.add_argument("--photo", required=True, help="a synthetic face: never a UTKFace photo")
     parser.add_argument("--out", default="docs/images/serve.png")
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/, for the package serve
     import tempfile
 
-    from conftest import Server
+    from serve.helpers import Server
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 from absl import flags
-from conftest import ROOT
+from serve.helpers import ROOT
 
 from tfcyclegan.cli import serve
 

@@ -15,7 +15,7 @@ import types
 
 import numpy as np
 import pytest
-from conftest import decode, photo, png_bytes
+from serve.helpers import decode, photo, png_bytes
 from fastapi.testclient import TestClient
 
 from tfcyclegan.io import ImageError

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from conftest import png_bytes, photo
+from serve.helpers import png_bytes, photo
 from fastapi.testclient import TestClient
 
 from tfcyclegan.serve import UNAVAILABLE, FaceMode, Limits, ModelRegistry, QueueFull, WorkerPool, create_app

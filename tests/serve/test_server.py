@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from conftest import decode, jpeg_bytes, photo
+from serve.helpers import decode, jpeg_bytes, photo
 from PIL import Image
 
 MB = 2**20
