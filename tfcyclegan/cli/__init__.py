@@ -1,6 +1,6 @@
 """The command-line tools: flags -> config -> library. One module per console script:
 tfcyclegan-train (train), tfcyclegan-export (export), tfcyclegan-translate (translate),
-tfcyclegan-evaluate (evaluate)."""
+tfcyclegan-evaluate (evaluate), tfcyclegan-serve (serve)."""
 
 import os
 

@@ -16,7 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfcyclegan.export import MANIFEST_FILE, METADATA_FILE, ExportError, TFLiteRunner
-from tfcyclegan.export.manifest import find_tflite, read_manifest
+from tfcyclegan.export.manifest import describe_domains, find_tflite, read_manifest
 from tfcyclegan.export import translate as export_translate
 from tfcyclegan.model.workdir import restore_generators
 
@@ -27,13 +27,19 @@ class ModelSpecError(ValueError):
 
 @dataclasses.dataclass
 class Translator:
-    """One translation step. fn: float32 (1, H, W, 3) in [-1, 1] -> the same shape."""
+    """One translation step. fn: float32 (1, H, W, 3) in [-1, 1] -> the same shape.
+
+    metadata: what the export recorded (its manifest entry: task, direction, domains,
+    from_domain, to_domain, global_step, export_size, max_side, ...), or for a workdir the same
+    keys from its config and checkpoint; {} when an export has none.
+    """
 
     name: str
     kind: str  # "saved_model", "tflite" or "workdir"
     path: str
     direction: str | None
     fn: Callable[[np.ndarray], np.ndarray]
+    metadata: dict = dataclasses.field(default_factory=dict)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.fn(images)
@@ -109,7 +115,13 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
             return export_translate(generator, images)
 
         name = f"{os.path.basename(os.path.normpath(path))}_{chosen}"
-        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy())
+        config = restored.config
+        domains = describe_domains(config)
+        source, target = (domains["a"], domains["b"]) if chosen == "a2b" else (domains["b"], domains["a"])
+        metadata = {"name": name, "task": config.data.task, "dataset": config.data.dataset, "direction": chosen,
+                    "domains": domains, "from_domain": source, "to_domain": target,
+                    "global_step": restored.global_step, "export_size": config.schedule.stages[-1].size}
+        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy(), metadata)
     elif os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             version_dir = _latest_version_dir(path)
@@ -143,4 +155,4 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
         name = os.path.basename(path).removesuffix(".tflite")  # keeps the quantization: age_a2b.int8
     else:
         name = metadata.get("name") or os.path.basename(os.path.normpath(path))
-    return Translator(name, kind, path, known, fn)
+    return Translator(name, kind, path, known, fn, metadata)
