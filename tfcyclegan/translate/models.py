@@ -21,19 +21,37 @@ from tfcyclegan.export import translate as export_translate
 from tfcyclegan.model.workdir import restore_generators
 
 
+# Datasets of aligned face crops, like UTKFace's: models trained on them translate a photo's faces.
+FACE_DATASETS = ("utkface", "synthetic")
+
+
 class ModelSpecError(ValueError):
     """A --model / --chain entry is not something we can load; the message names it."""
 
 
 @dataclasses.dataclass
 class Translator:
-    """One translation step. fn: float32 (1, H, W, 3) in [-1, 1] -> the same shape."""
+    """One translation step. fn: float32 (1, H, W, 3) in [-1, 1] -> the same shape.
+
+    What the run that trained it says, where it is known (None where an export lost its metadata):
+    size, the side of its last training stage (the crop size for --faces); dataset and task, as in
+    the run's config ("utkface" / "age", "folder", ...); preprocess, the run's data.preprocess.
+    """
 
     name: str
     kind: str  # "saved_model", "tflite" or "workdir"
     path: str
     direction: str | None
     fn: Callable[[np.ndarray], np.ndarray]
+    size: int | None = None
+    dataset: str | None = None
+    task: str | None = None
+    preprocess: str | None = None
+
+    @property
+    def trained_on_faces(self) -> bool:
+        """True for runs on aligned face crops (the utkface and synthetic datasets)."""
+        return self.dataset in FACE_DATASETS
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.fn(images)
@@ -74,6 +92,24 @@ def _export_metadata(path: str, kind: str) -> dict:
         return {}
 
 
+def _training(config: dict | None, metadata: dict) -> dict:
+    """size, dataset, task and preprocess from a run's config (as a dict) or an export's metadata."""
+    config = config or metadata.get("config") or {}
+    data = config.get("data") or {}
+    size = None
+    if isinstance(config.get("schedule"), str):  # "48:15,64:25": the last stage's size
+        last = config["schedule"].split(",")[-1].partition(":")[0].strip()
+        size = int(last) if last.isdigit() else None
+    # The training size, not export_size: an export at another --size does not change the scale
+    # at which the model learnt faces.
+    return {
+        "size": size or metadata.get("export_size"),
+        "dataset": data.get("dataset") or metadata.get("dataset"),
+        "task": data.get("task") or metadata.get("task"),
+        "preprocess": data.get("preprocess"),
+    }
+
+
 def _first_line(error: BaseException) -> str:
     text = (getattr(error, "message", None) or str(error)).strip().splitlines()
     return text[0][:200] if text else type(error).__name__
@@ -109,7 +145,10 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
             return export_translate(generator, images)
 
         name = f"{os.path.basename(os.path.normpath(path))}_{chosen}"
-        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy())
+        config = restored.config
+        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy(),
+                          size=config.schedule.stages[-1].size, dataset=config.data.dataset, task=config.data.task,
+                          preprocess=config.data.preprocess)
     elif os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             version_dir = _latest_version_dir(path)
@@ -143,4 +182,4 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
         name = os.path.basename(path).removesuffix(".tflite")  # keeps the quantization: age_a2b.int8
     else:
         name = metadata.get("name") or os.path.basename(os.path.normpath(path))
-    return Translator(name, kind, path, known, fn)
+    return Translator(name, kind, path, known, fn, **_training(None, metadata))
