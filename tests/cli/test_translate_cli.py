@@ -327,7 +327,7 @@ def test_a_photo_without_a_face_fails_by_name_and_the_others_go_on(models, photo
             in captured.err)
     assert sorted(os.listdir(tmp_path / "out")) == ["one.png", "two.png"]
     assert "translated 2 of 4 images" in captured.out and "2 failed: empty.png, tiny.png" in captured.out
-    assert "3 faces translated, 1 left as they are (1 too small)" in captured.out
+    assert "3 faces translated, 1 left as they are (1 smaller than the minimum face size (40 px))" in captured.out
 
 
 def test_faces_auto_translates_a_photo_without_a_face_whole_and_says_so(models, photos, tmp_path, capsys):

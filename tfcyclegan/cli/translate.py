@@ -124,10 +124,11 @@ def main(argv: Sequence[str], flag_values=None) -> int:
     line = f"translated {len(summary.written)} of {len(inputs)} images ({steps}) into {target}"
     if faces is not None:
         line += f"; --faces={mode}: {summary.faces} face{'s' if summary.faces != 1 else ''} translated"
-        left = {r: n for r, n in summary.skipped.items() if n}
+        from tfcyclegan.faces.photos import describe_skipped
+
+        left = sum(summary.skipped.values())
         if left:
-            line += f", {sum(left.values())} left as they are (" + ", ".join(
-                f"{n} {r.replace('_', ' ')}" for r, n in left.items()) + ")"
+            line += f", {left} left as they are ({describe_skipped(summary.skipped, min_face=FLAGS.min_face)})"
         if summary.no_face:
             line += f", {len(summary.no_face)} photo{'s' if len(summary.no_face) != 1 else ''} without a usable face"
             line += " (translated whole)" if mode == "auto" else ""

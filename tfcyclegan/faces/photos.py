@@ -114,17 +114,23 @@ def skip_reason(face: Face, shape: tuple[int, ...], min_face: int) -> str | None
     return None
 
 
-def no_face_message(skipped: dict[str, int], *, min_face: int) -> str:
-    """Words for a photo without a usable face: how many were seen and why each was skipped."""
-    seen = sum(skipped.values())
-    if not seen:
-        return "no face found"
+def describe_skipped(skipped: dict[str, int], *, min_face: int) -> str:
+    """'1 smaller than the minimum face size (40 px), 2 cut by the image border': each reason with
+    a count above 0, in SKIP_REASONS order ("" when none)."""
     reasons = []
     for reason in SKIP_REASONS:
         if skipped.get(reason):
             words = _REASON_WORDS[reason] + (f" ({min_face} px)" if reason == "too_small" else "")
             reasons.append(f"{skipped[reason]} {words}")
-    return f"no usable face: {seen} face{'s' if seen != 1 else ''} seen, " + ", ".join(reasons)
+    return ", ".join(reasons)
+
+
+def no_face_message(skipped: dict[str, int], *, min_face: int) -> str:
+    """Words for a photo without a usable face: how many were seen and why each was skipped."""
+    seen = sum(skipped.values())
+    if not seen:
+        return "no face found"
+    return f"no usable face: {seen} face{'s' if seen != 1 else ''} seen, " + describe_skipped(skipped, min_face=min_face)
 
 
 def translate_faces(
@@ -225,5 +231,5 @@ def debug_picture(image: np.ndarray, result: FacesResult | None, rejected=()) ->
             draw.ellipse((x - 2 * width, y - 2 * width, x + 2 * width, y + 2 * width), fill=(255, 0, 0))
     for box, reason in [*(result.rejected if result is not None else []), *rejected]:
         draw.rectangle(box, outline=(255, 150, 0), width=width)
-        draw.text((box[0] + 2, box[1] + 2), reason, fill=(255, 150, 0))
+        draw.text((box[0], box[3] + 2), reason, fill=(255, 150, 0))
     return np.asarray(canvas)

@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from tfcyclegan.faces import NoFaceError, debug_picture, training_view, translate_faces
+from tfcyclegan.faces.photos import describe_skipped
 from tfcyclegan.io import MAX_SIDE, ImageError, read_image, save_png, to_uint8
 from tfcyclegan.model.networks import MIN_SIDE
 from tfcyclegan.pictures import rows_panel
@@ -164,10 +165,11 @@ def _translate_photo(source, destination, image, translators, faces: FaceOptions
     summary.faces += len(result.faces)
     for reason, count in result.skipped.items():
         summary.skipped[reason] = summary.skipped.get(reason, 0) + count
-    left = {r: n for r, n in result.skipped.items() if n}
+    left = sum(result.skipped.values())
     if left:
-        words = ", ".join(f"{n} {r.replace('_', ' ')}" for r, n in left.items())
-        say(f"note: {source}: {len(result.faces)} face(s) translated, {sum(left.values())} left as they are ({words})")
+        words = describe_skipped(result.skipped, min_face=faces.min_face)
+        say(f"note: {source}: {len(result.faces)} face{'s' if len(result.faces) != 1 else ''} translated, "
+            f"{left} left as {'they are' if left > 1 else 'it is'} ({words})")
     if faces.debug:
         _debug_files(destination, image, result, say)
     return result.image, [[face.before, *steps] for face, steps in zip(result.faces, chain.steps)]
