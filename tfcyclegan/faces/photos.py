@@ -11,7 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from tfcyclegan.faces.align import RESIZE_AND_CROP_VIEW, align, alignment_matrix, paste, refine
+from tfcyclegan.faces.align import RESIZE_AND_CROP_VIEW, align, alignment_matrix, apply, invert, paste, refine, warp
 from tfcyclegan.faces.detect import Face, get_detector
 from tfcyclegan.faces.template import ALIGN_LANDMARKS
 from tfcyclegan.io import ImageError, to_uint8
@@ -32,6 +32,8 @@ CUT_FRACTION = 0.25
 # never saw a profile (UTKFace crops are frontal), and a fit of four points of which two are hidden
 # turns the crop at random.
 PROFILE_NOSE_RANGE = (0.1, 0.9)
+# When nothing usable is found upright, the photo is searched again turned by these angles.
+RETRY_ROTATIONS = (40.0, -40.0)
 MIN_CROP = 8  # the generator's smallest side (tfcyclegan.model.networks.MIN_SIDE)
 
 
@@ -100,8 +102,9 @@ def _nose_position(face: Face) -> float:
     return float((nose - left) @ axis / max(axis @ axis, 1e-9))
 
 
-def skip_reason(face: Face, shape: tuple[int, ...], min_face: int) -> str | None:
-    """Why `face` is not translated in an image of `shape` (H, W, ...), or None when it is usable."""
+def skip_reason(face: Face, shape: tuple[int, ...], min_face: int, *, profile: bool = True) -> str | None:
+    """Why `face` is not translated in an image of `shape` (H, W, ...), or None when it is usable.
+    profile=False: the size and the border only."""
     if face.size < min_face:
         return "too_small"
     points = face.points(ALIGN_LANDMARKS)
@@ -109,7 +112,7 @@ def skip_reason(face: Face, shape: tuple[int, ...], min_face: int) -> str | None
     if outside.any() or _fraction_outside(face.box, shape) > CUT_FRACTION:
         return "cut_by_border"
     low, high = PROFILE_NOSE_RANGE
-    if not low <= _nose_position(face) <= high:
+    if profile and not low <= _nose_position(face) <= high:
         return "profile"
     return None
 
@@ -133,6 +136,57 @@ def no_face_message(skipped: dict[str, int], *, min_face: int) -> str:
     return f"no usable face: {seen} face{'s' if seen != 1 else ''} seen, " + describe_skipped(skipped, min_face=min_face)
 
 
+def _sort_out(image, faces, detector, min_face, max_faces, refine_landmarks):
+    """(skipped, rejected, usable): the faces to translate, the largest first, with their
+    landmarks refined; why each other one is left as it is. Profiles are judged on the refined
+    landmarks (the first look places them worst on tilted faces)."""
+    skipped = {reason: 0 for reason in SKIP_REASONS}
+    rejected, candidates, usable = [], [], []
+    for face in faces:
+        reason = skip_reason(face, image.shape, min_face, profile=False)
+        if reason:
+            skipped[reason] += 1
+            rejected.append((face.box, reason))
+        else:
+            candidates.append(face)
+    candidates.sort(key=lambda f: -f.size)
+    for face in candidates:
+        if len(usable) == max_faces:
+            skipped["over_max"] += 1
+            rejected.append((face.box, "over_max"))
+            continue
+        if refine_landmarks:
+            face = refine(image, face, detector)
+        if skip_reason(face, image.shape, min_face) == "profile":
+            skipped["profile"] += 1
+            rejected.append((face.box, "profile"))
+        else:
+            usable.append(face)
+    return skipped, rejected, usable
+
+
+def detect_turned(detector, image: np.ndarray, angle: float) -> list[Face]:
+    """The faces found in the photo turned by `angle` degrees (counter-clockwise as seen), in the
+    photo's coordinates. Boxes keep their width and height around their turned-back centre, so a
+    face's size does not grow with the angle."""
+    h, w = image.shape[:2]
+    theta = np.radians(-angle)
+    rotation = np.array([[np.cos(theta), -np.sin(theta)], [np.sin(theta), np.cos(theta)]])
+    corners = (np.array([[0, 0], [w, 0], [0, h], [w, h]]) - [w / 2, h / 2]) @ rotation.T
+    side = np.ceil(corners.max(0) - corners.min(0)).astype(int)
+    to_turned = np.concatenate([rotation, (side / 2 - rotation @ [w / 2, h / 2])[:, None]], axis=1)
+    turned = warp(image, invert(to_turned), (int(side[1]), int(side[0])))
+    back = invert(to_turned)
+    faces = []
+    for face in detector.detect(turned):
+        x0, y0, x1, y1 = face.box
+        cx, cy = apply(back, np.array([(x0 + x1) / 2, (y0 + y1) / 2]))
+        box = (float(cx - (x1 - x0) / 2), float(cy - (y1 - y0) / 2), float(cx + (x1 - x0) / 2), float(cy + (y1 - y0) / 2))
+        landmarks = {n: tuple(float(v) for v in apply(back, np.array(p))) for n, p in face.landmarks.items()}
+        faces.append(Face(box, landmarks, face.confidence))
+    return faces
+
+
 def translate_faces(
     image: np.ndarray,
     translate: Callable[[np.ndarray], np.ndarray],
@@ -143,6 +197,7 @@ def translate_faces(
     detector=None,
     view: float = RESIZE_AND_CROP_VIEW,
     refine_landmarks: bool = True,
+    rotations: Sequence[float] = RETRY_ROTATIONS,
 ) -> FacesResult:
     """Translates every face of a photo and blends it back; the rest of the photo stays as it is.
 
@@ -154,6 +209,8 @@ def translate_faces(
     (default: get_detector()). view: the part of a UTKFace crop the model saw in training
     (tfcyclegan.faces.align.training_view). refine_landmarks: look at each face a second time,
     upright and at the template's scale, for steadier landmarks (one more detector pass per face).
+    rotations: when no face is usable, the photo is searched again turned by each of these angles
+    (degrees) in turn, for faces tilted further than the detector takes; () never.
 
     Each face: its eyes and mouth corners are fitted to the UTKFace template by a similarity
     transform, the aligned crop is translated, and the result is warped back and blended with a
@@ -170,29 +227,24 @@ def translate_faces(
         raise ValueError(f"min_face and max_faces must be >= 1. Received: min_face={min_face}, max_faces={max_faces}")
     detector = detector if detector is not None else get_detector()
     faces = detector.detect(image)
-
-    skipped = {reason: 0 for reason in SKIP_REASONS}
-    rejected, usable = [], []
-    for face in faces:
-        reason = skip_reason(face, image.shape, min_face)
-        if reason:
-            skipped[reason] += 1
-            rejected.append((face.box, reason))
-        else:
-            usable.append(face)
-    usable.sort(key=lambda f: -f.size)
-    for face in usable[max_faces:]:
-        skipped["over_max"] += 1
-        rejected.append((face.box, "over_max"))
-    usable = usable[:max_faces]
+    skipped, rejected, usable = _sort_out(image, faces, detector, min_face, max_faces, refine_landmarks)
+    if not usable and rotations:
+        # Nothing usable upright: look again at the photo turned, for faces tilted further than the
+        # detector takes (it was trained on faces within about 30 degrees of upright).
+        # What the upright look saw is reported unless a turned look finds a usable face.
+        for angle in rotations:
+            turned = detect_turned(detector, image, angle)
+            if turned:
+                found = _sort_out(image, turned, detector, min_face, max_faces, refine_landmarks)
+                if found[2]:
+                    skipped, rejected, usable = found
+                    break
     if not usable:
         raise NoFaceError(no_face_message(skipped, min_face=min_face), skipped=skipped, rejected=rejected)
 
     out = image.copy()
     results = []
     for face in usable:
-        if refine_landmarks:
-            face = refine(image, face, detector)
         matrix = alignment_matrix(face, int(crop_size), view)
         before = align(image, matrix, int(crop_size))
         translated = np.asarray(translate(before.astype(np.float32)[None] / 127.5 - 1.0))
