@@ -312,9 +312,13 @@ def test_faces_default_follows_the_dataset_the_model_was_trained_on(models, phot
     translator = load_translator(str(folder_run))
     assert not translator.trained_on_faces and translator.size == config.schedule.stages[-1].size
     fv = translate.define_flags(flags.FlagValues())
-    fv(["translate", f"--model={folder_run}", f"--input={photos['folder'] / 'empty.png'}", f"--output={tmp_path / 'e.png'}"])
+    fv(["translate", f"--model={folder_run}", f"--input={photos['folder'] / 'empty.png'}", f"--output={tmp_path / 'e.png'}",
+        "--faces_debug"])
     assert translate.main(["translate"], fv) == 0  # off: the whole image, no face needed
-    assert "--faces" not in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "--faces" not in captured.out
+    assert "warning: --faces_debug does nothing with --faces=off (folder_run_a2b was trained on folder" in captured.err
+    assert not (tmp_path / "e.faces.png").exists()
 
 
 def test_a_photo_without_a_face_fails_by_name_and_the_others_go_on(models, photos, tmp_path, capsys):

@@ -103,6 +103,9 @@ def main(argv: Sequence[str], flag_values=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     mode = FLAGS.faces or ("on" if translators[0].trained_on_faces else "off")
+    if mode == "off" and FLAGS.faces_debug:
+        print(f"warning: --faces_debug does nothing with --faces=off ({translators[0].name} was trained on "
+              f"{translators[0].dataset or 'an unknown dataset'}; pass --faces=on or auto)", file=sys.stderr)
     faces = None
     if mode != "off":
         try:
