@@ -31,8 +31,8 @@ RESIZE_AND_CROP_VIEW = 1 / 1.12  # data.pipeline.LOAD_SCALE: the reference 286/2
 
 # The face region that is pasted back, an ellipse in frame coordinates: centre and semi-axes. It
 # covers the forehead to the chin and cheek to cheek of a UTKFace crop (whose landmarks are the
-# template), and stays inside the crop's middle 1/1.12, so the generator's own borders (where it
-# pads) never reach the photo.
+# template) and stays inside a crop that shows the frame's middle 1/1.12; near the crop's edges,
+# where the generator pads, its weight is close to 0, so those pixels barely reach the photo.
 MASK_CENTRE = (0.5, 0.5)
 MASK_AXES = (0.38, 0.42)
 # The feather: alpha is 1 inside FEATHER_START of the ellipse's normalised radius and falls to 0 at
@@ -134,11 +134,6 @@ def _central_landmarks(detector, canvas: np.ndarray) -> np.ndarray | None:
         if distance < best_distance:
             best, best_distance = candidate, distance
     return None if best is None else best.points()
-
-
-def scale_of(matrix: np.ndarray) -> float:
-    """How many output pixels one input pixel spans under a similarity (2, 3) matrix."""
-    return float(math.sqrt(abs(np.linalg.det(matrix[:, :2]))))
 
 
 def warp(image: np.ndarray, inverse: np.ndarray, size: tuple[int, int]) -> np.ndarray:
