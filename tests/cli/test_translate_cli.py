@@ -15,6 +15,7 @@ from tfcyclegan import export as export_lib
 from tfcyclegan.io import to_uint8
 from tfcyclegan.cli import translate
 from tfcyclegan.translate import files as translate_files
+from tfcyclegan import config as config_lib
 from tfcyclegan.config import ModelConfig, TrainConfig
 from tfcyclegan.model.networks import build_generator
 from tfcyclegan.model.workdir import restore_generators
@@ -71,7 +72,12 @@ def _photo(path, size=(45, 37), mode="RGB", seed=0):
 
 
 def _run(args):
-    """main() in-process with a private flag set (no global absl state, no subprocess start-up)."""
+    """main() in-process with a private flag set (no global absl state, no subprocess start-up).
+
+    The models here were trained on synthetic faces, so --faces would default to on; the tests
+    that translate whole synthetic images (no face in them) ask for --faces=off."""
+    if not any(a.startswith("--faces=") for a in args):
+        args = [*args, "--faces=off"]
     fv = translate.define_flags(flags.FlagValues())
     fv(["translate", *args])
     return translate.main(["translate"], fv)
@@ -177,7 +183,7 @@ def test_command_line_entry_point(models, tmp_path):
     _photo(tmp_path / "x.png")
     result = subprocess.run(
         [sys.executable, "-m", "tfcyclegan.cli.translate", f"--model={models['exports']}/gender_a2b.v1.float32.tflite",
-         f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}"],
+         f"--input={tmp_path / 'x.png'}", f"--output={tmp_path / 'y.png'}", "--faces=off"],
         capture_output=True, text=True, cwd=REPO, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
@@ -247,3 +253,114 @@ def test_broken_links_in_an_input_folder_are_counted(models, tmp_path, capsys):
     assert code == 0
     assert captured.err.count("skipped, a broken link or a link loop") == 3
     assert "translated 1 of 1 images" in captured.out and "3 skipped (broken links or link loops)" in captured.out
+
+
+# -- real photos: --faces -------------------------------------------------------------------------
+
+
+def _scene(path, sample, indices, placements, size=(640, 480), seed=0):
+    """A photo of UTKFace crops placed in a drawn scene, saved as PNG; returns its pixels."""
+    from tfcyclegan.faces import scenes
+
+    names = sorted(n for n in os.listdir(sample) if n.endswith(".jpg"))
+    crops = [np.asarray(Image.open(sample / names[i]).convert("RGB")) for i in indices]
+    pixels, _ = scenes.compose(crops, placements, size=size, seed=seed)
+    Image.fromarray(pixels).save(path)
+    return pixels
+
+
+@pytest.fixture(scope="module")
+def photos(utkface_sample, tmp_path_factory):
+    """Two photos with faces (one and two), one without, and one whose only face is tiny."""
+    from tfcyclegan.faces.scenes import Placement, background
+
+    folder = tmp_path_factory.mktemp("photos")
+    out = {"folder": folder}
+    out["one"] = _scene(folder / "one.png", utkface_sample, [3], [Placement((300, 220), 200, 8)])
+    out["two"] = _scene(folder / "two.png", utkface_sample, [7, 900], [Placement((170, 220), 170), Placement((470, 250), 150, -12)], seed=1)
+    Image.fromarray(background(320, 240, seed=9)).save(folder / "empty.png")
+    _scene(folder / "tiny.png", utkface_sample, [11], [Placement((160, 120), 36)], size=(320, 240), seed=2)
+    return out
+
+
+def test_faces_on_by_default_translates_each_face_and_nothing_else(models, references, photos, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = _run([f"--model={models['age']}", f"--input={photos['folder'] / 'two.png'}", f"--output={out / 'two.png'}",
+                 "--faces_debug", f"--panel={tmp_path / 'panel.png'}", "--faces=" + "on"])
+    assert code == 0, capsys.readouterr().err
+    assert "--faces=on: 2 faces translated" in capsys.readouterr().out
+    result = np.asarray(Image.open(out / "two.png"))
+    assert result.shape == photos["two"].shape  # the whole photo, at its own size
+    changed = np.any(result != photos["two"], axis=-1)
+    assert changed[200:240, 150:190].mean() > 0.5 and changed[230:270, 450:490].mean() > 0.5  # both faces
+    assert not changed[:, :60].any() and not changed[:40].any()  # the scene around them is untouched
+    assert {p.name for p in out.iterdir()} == {"two.png", "two.faces.png", "two.face0.png", "two.face1.png"}
+    size = TrainConfig(model=TINY).schedule.stages[-1].size
+    assert Image.open(out / "two.face0.png").size == (2 * size, size)  # before | after, at the training size
+    panel = Image.open(tmp_path / "panel.png")
+    assert panel.height == 16 + 2 * (256 + 4)  # one row per face: crop, translation
+
+
+def test_faces_default_follows_the_dataset_the_model_was_trained_on(models, photos, tmp_path, capsys):
+    from tfcyclegan.translate.models import load_translator
+
+    assert load_translator(f"{models['exports']}/age_a2b/1").trained_on_faces  # synthetic faces
+    folder_run = tmp_path / "folder_run"
+    _make_workdir(folder_run, 5)
+    config = TrainConfig(model=TINY, data=config_lib.DataConfig(dataset="folder", data_dir=str(tmp_path)))
+    (folder_run / "config.json").write_text(config.to_json())
+    translator = load_translator(str(folder_run))
+    assert not translator.trained_on_faces and translator.size == config.schedule.stages[-1].size
+    fv = translate.define_flags(flags.FlagValues())
+    fv(["translate", f"--model={folder_run}", f"--input={photos['folder'] / 'empty.png'}", f"--output={tmp_path / 'e.png'}",
+        "--faces_debug"])
+    assert translate.main(["translate"], fv) == 0  # off: the whole image, no face needed
+    captured = capsys.readouterr()
+    assert "--faces" not in captured.out
+    assert "warning: --faces_debug does nothing with --faces=off (folder_run_a2b was trained on folder" in captured.err
+    assert not (tmp_path / "e.faces.png").exists()
+
+
+def test_a_photo_without_a_face_fails_by_name_and_the_others_go_on(models, photos, tmp_path, capsys):
+    folder = photos["folder"]
+    code = _run([f"--model={models['exports']}/age_a2b/1", f"--input={folder}", f"--output={tmp_path / 'out'}", "--faces=on"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert f"error: {folder / 'empty.png'}: no face found; no output written (--faces=auto" in captured.err
+    assert (f"error: {folder / 'tiny.png'}: no usable face: 1 face seen, 1 smaller than the minimum face size (40 px)"
+            in captured.err)
+    assert sorted(os.listdir(tmp_path / "out")) == ["one.png", "two.png"]
+    assert "translated 2 of 4 images" in captured.out and "2 failed: empty.png, tiny.png" in captured.out
+    assert "3 faces translated, 1 left as they are (1 smaller than the minimum face size (40 px))" in captured.out
+
+
+def test_faces_auto_translates_a_photo_without_a_face_whole_and_says_so(models, photos, tmp_path, capsys):
+    empty = photos["folder"] / "empty.png"
+    code = _run([f"--model={models['exports']}/age_a2b/1", f"--input={empty}", f"--output={tmp_path / 'e.png'}", "--faces=auto"])
+    captured = capsys.readouterr()
+    assert code == 0
+    assert f"warning: {empty}: no face found; translated the whole image instead (--faces=auto)" in captured.err
+    assert "1 photo without a usable face (translated whole)" in captured.out
+    whole = np.asarray(Image.open(tmp_path / "e.png"))
+    assert whole.shape == (240, 320, 3) and np.any(whole != np.asarray(Image.open(empty)))
+
+
+def test_a_chain_runs_per_face_and_min_face_lets_a_small_face_in(models, references, photos, tmp_path, capsys):
+    import tfcyclegan.faces as faces_lib
+
+    tiny = photos["folder"] / "tiny.png"
+    args = [f"--model={models['age']}", f"--chain={models['exports']}/gender_a2b.v1.float32.tflite",
+            f"--input={tiny}", f"--output={tmp_path / 't.png'}", f"--panel={tmp_path / 'p.png'}", "--faces=on", "--min_face=16"]
+    assert _run(args) == 0, capsys.readouterr().err
+    # The same photo through the library with the composed chain: the same pixels.
+    pixels = np.asarray(Image.open(tiny))
+
+    def chain(x):
+        step = export_lib.keras_reference(references["age"]["a2b"], x)
+        return export_lib.keras_reference(references["gender"]["a2b"], np.clip(step, -1, 1))
+
+    size = TrainConfig(model=TINY).schedule.stages[-1].size
+    expected = faces_lib.translate_faces(pixels, chain, crop_size=size, min_face=16).image
+    out = np.asarray(Image.open(tmp_path / "t.png"))
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 2
+    assert Image.open(tmp_path / "p.png").width > 3 * 256 - 10  # face, age, gender columns

@@ -21,6 +21,10 @@ from tfcyclegan.export import translate as export_translate
 from tfcyclegan.model.workdir import restore_generators
 
 
+# Datasets of aligned face crops, like UTKFace's: models trained on them translate a photo's faces.
+FACE_DATASETS = ("utkface", "synthetic")
+
+
 class ModelSpecError(ValueError):
     """A --model / --chain entry is not something we can load; the message names it."""
 
@@ -32,6 +36,10 @@ class Translator:
     metadata: what the export recorded (its manifest entry: task, direction, domains,
     from_domain, to_domain, global_step, export_size, max_side, ...), or for a workdir the same
     keys from its config and checkpoint; {} when an export has none.
+
+    What the run that trained it says, where it is known (None where an export lost its metadata):
+    size, the side of its last training stage (the crop size for --faces); dataset and task, as in
+    the run's config ("utkface" / "age", "folder", ...); preprocess, the run's data.preprocess.
     """
 
     name: str
@@ -40,6 +48,15 @@ class Translator:
     direction: str | None
     fn: Callable[[np.ndarray], np.ndarray]
     metadata: dict = dataclasses.field(default_factory=dict)
+    size: int | None = None
+    dataset: str | None = None
+    task: str | None = None
+    preprocess: str | None = None
+
+    @property
+    def trained_on_faces(self) -> bool:
+        """True for runs on aligned face crops (the utkface and synthetic datasets)."""
+        return self.dataset in FACE_DATASETS
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         return self.fn(images)
@@ -78,6 +95,24 @@ def _export_metadata(path: str, kind: str) -> dict:
         return find_tflite(read_manifest(folder), os.path.basename(path)) or {}
     except (OSError, ValueError, ExportError):
         return {}
+
+
+def _training(config: dict | None, metadata: dict) -> dict:
+    """size, dataset, task and preprocess from a run's config (as a dict) or an export's metadata."""
+    config = config or metadata.get("config") or {}
+    data = config.get("data") or {}
+    size = None
+    if isinstance(config.get("schedule"), str):  # "48:15,64:25": the last stage's size
+        last = config["schedule"].split(",")[-1].partition(":")[0].strip()
+        size = int(last) if last.isdigit() else None
+    # The training size, not export_size: an export at another --size does not change the scale
+    # at which the model learnt faces.
+    return {
+        "size": size or metadata.get("export_size"),
+        "dataset": data.get("dataset") or metadata.get("dataset"),
+        "task": data.get("task") or metadata.get("task"),
+        "preprocess": data.get("preprocess"),
+    }
 
 
 def _first_line(error: BaseException) -> str:
@@ -121,7 +156,9 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
         metadata = {"name": name, "task": config.data.task, "dataset": config.data.dataset, "direction": chosen,
                     "domains": domains, "from_domain": source, "to_domain": target,
                     "global_step": restored.global_step, "export_size": config.schedule.stages[-1].size}
-        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy(), metadata)
+        return Translator(name, "workdir", path, chosen, lambda x: run_keras(x).numpy(), metadata,
+                          size=config.schedule.stages[-1].size, dataset=config.data.dataset, task=config.data.task,
+                          preprocess=config.data.preprocess)
     elif os.path.isdir(path):
         if not os.path.isfile(os.path.join(path, "saved_model.pb")):
             version_dir = _latest_version_dir(path)
@@ -155,4 +192,4 @@ def load_translator(spec: str, *, direction: str | None = None, num_threads: int
         name = os.path.basename(path).removesuffix(".tflite")  # keeps the quantization: age_a2b.int8
     else:
         name = metadata.get("name") or os.path.basename(os.path.normpath(path))
-    return Translator(name, kind, path, known, fn, metadata)
+    return Translator(name, kind, path, known, fn, metadata, **_training(None, metadata))
