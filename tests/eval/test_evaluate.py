@@ -78,6 +78,29 @@ def test_cheap_metrics_with_keras_generators():
     assert out["cycle_l1_a2b"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_flip_rates_beside_the_ceiling_and_per_group_with_known_answers():
+    a = _constant_images([-0.5] * 6 + [0.5] * 2)  # the oracle calls 2 of 8 real A images B
+    b = _constant_images([0.5] * 3 + [-0.5])  # and 3 of 4 real B images B: a2b's ceiling is 0.75
+    labels = {"a": {"race": np.array([0, 0, 0, 0, 1, 1, 1, 1]), "gender": np.zeros(8, int)},
+              "b": {"race": np.array([0, 1, 1, 1])}}  # no gender for B: no per-gender table
+    negate = lambda x: -x
+    directions, _, warnings = evaluate.evaluate_arrays(
+        negate, negate, a, b, features=None, oracle=_BrightnessOracle(), labels=labels, batch_size=3, panel_count=2)
+    flip = directions["a2b"]["flip_rate"]
+    assert (flip["translated"], flip["untranslated"], flip["oracle_on_real_target"]) == pytest.approx((0.75, 0.25, 0.75))
+    assert flip["relative"] == pytest.approx(1.0)
+    assert flip["by_race"] == {
+        "white": {"count": 4, "translated": 1.0, "untranslated": 0.0, "target_count": 1, "oracle_on_real_target": 1.0},
+        "black": {"count": 4, "translated": 0.5, "untranslated": 0.5, "target_count": 3,
+                  "oracle_on_real_target": pytest.approx(2 / 3)},
+    }
+    assert "by_gender" not in flip
+    back = directions["b2a"]["flip_rate"]  # B -> A: 3 of 4 negated B images are called A; real A: 6 of 8
+    assert (back["translated"], back["oracle_on_real_target"], back["relative"]) == pytest.approx((0.75, 0.75, 1.0))
+    assert directions["a2b"]["fid"] is None and directions["a2b"]["kid"] is None and not warnings
+    assert set(directions["a2b"]["artefacts"]) >= {"artefact_ratio", "sharpness_ratio", "fixed_pattern_ratio"}
+
+
 # -- a small workdir ------------------------------------------------------------------------------
 
 
@@ -157,6 +180,22 @@ def evaluated(workdir, oracle_dir, synthetic_cache, tmp_path_factory):
     return json.loads((output / "report.json").read_text()), output, run.stdout
 
 
+def test_without_inception_every_other_figure_is_there(workdir, oracle_dir, synthetic_cache, tmp_path):
+    output = tmp_path / "report"
+    run = _cli(f"--workdir={workdir}", f"--output={output}", f"--cache_dir={synthetic_cache}", "--inception_weights=none",
+               f"--oracle={oracle_dir}", "--count=4", "--panel_count=2", "--batch_size=4")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "FID" not in run.stdout and "artefact ratio" in run.stdout and "real target" in run.stdout
+    on_disk = json.loads((output / "report.json").read_text())
+    assert on_disk["feature_extractor"] is None
+    for d in on_disk["directions"].values():
+        assert d["fid"] is None and d["flip_rate"]["translated"] is not None and d["artefacts"]["artefact_ratio"] > 0
+        assert "by_race" in d["flip_rate"]  # the synthetic faces carry UTKFace labels
+    html_text = (output / "index.html").read_text(encoding="utf-8")
+    assert "FID \u2193" not in html_text and "No FID or KID" in html_text
+    assert "artefact ratio" in html_text and "flip rate by race" in html_text and "spectra.png" in html_text
+
+
 def test_command_line_prints_a_summary(evaluated):
     _, output, stdout = evaluated
     assert f"Report: {output / 'index.html'} (step 7)" in stdout
@@ -165,16 +204,16 @@ def test_command_line_prints_a_summary(evaluated):
 
 def test_report_files_exist_and_html_references_resolve(evaluated):
     _, output, _ = evaluated
-    for name in ("report.json", "index.html", "panel_a2b.png", "panel_b2a.png", "loss_curves.png"):
+    for name in ("report.json", "index.html", "panel_a2b.png", "panel_b2a.png", "loss_curves.png", "spectra.png"):
         assert (output / name).is_file(), name
     parser = _Links()
     parser.feed((output / "index.html").read_text(encoding="utf-8"))
     parser.close()
     assert parser.tags[:2] == ["html", "head"] and "table" in parser.tags
-    assert {"panel_a2b.png", "panel_b2a.png", "loss_curves.png", "report.json"} <= set(parser.sources)
+    assert {"panel_a2b.png", "panel_b2a.png", "loss_curves.png", "spectra.png", "report.json"} <= set(parser.sources)
     for reference in parser.sources:
         assert (output / reference).is_file(), reference
-    for name in ("panel_a2b.png", "panel_b2a.png", "loss_curves.png"):
+    for name in ("panel_a2b.png", "panel_b2a.png", "loss_curves.png", "spectra.png"):
         with Image.open(output / name) as image:
             image.verify()
 
@@ -195,8 +234,11 @@ def test_report_json_has_every_figure(evaluated):
     for name, source_count in (("a2b", 4), ("b2a", 4)):
         d = on_disk["directions"][name]
         assert d["source_count"] == source_count
-        for key in ("fid", "kid", "flip_rate"):
+        for key in ("fid", "kid"):
             assert set(d[key]) == {"translated", "untranslated"}
+        assert {"translated", "untranslated", "oracle_on_real_target", "relative"} <= set(d["flip_rate"])
+        assert 0 <= d["flip_rate"]["oracle_on_real_target"] <= 1
+        assert d["artefacts"]["artefact_ratio"] > 0 and d["artefacts"]["sharpness_ratio"] > 0
         assert d["fid"]["translated"] > 0 and d["fid"]["untranslated"] > 0
         assert 0 <= d["flip_rate"]["translated"] <= 1
         assert 0 < d["cycle_l1"] < 2 and 0 < d["identity_l1"] < 2
@@ -214,7 +256,7 @@ def test_report_metrics_match_cheap_metrics(evaluated, workdir, synthetic_cache)
 
     result, _, _ = evaluated
     restored = restore_generators(str(workdir))
-    loaded, _ = evaluate.load_splits(restored.config.data, splits=("test",), size=32, count=4, cache_dir=synthetic_cache)
+    loaded, _, _ = evaluate.load_splits(restored.config.data, splits=("test",), size=32, count=4, cache_dir=synthetic_cache)
     images_a, images_b = loaded["test"]
     cheap = evaluate.cheap_metrics(restored.gen_g, restored.gen_f, images_a, images_b, batch_size=4)
     for name in ("a2b", "b2a"):

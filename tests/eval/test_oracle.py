@@ -115,11 +115,11 @@ def test_too_few_images_is_an_error():
 
 # -- the real thing ----------------------------------------------------------------------------------
 
-# Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, default training (12 epochs):
-# test accuracy 81.6 % at seed 0 (A 77.7 %, B 85.6 %; 103 + 104 test images, so +-2.7 % is one
-# standard error; the same figure in two runs), 79.7 % at seed 2. Chance is 50 %. The floor
-# leaves about three standard errors for seeds and thread-scheduling nondeterminism.
-UTKFACE_AGE_ACCURACY_FLOOR = 0.72
+# Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, default training (32 filters, up to 30
+# epochs, flips, shifts and zooms): 20s 85.4 % / 50s 82.7 % at seed 0, 85.4 % / 88.5 % at seed 1
+# (103 + 104 test images: one standard error is about 3.5 %). Chance is 50 %. The floor leaves
+# about two standard errors for seeds and thread-scheduling nondeterminism.
+UTKFACE_AGE_ACCURACY_FLOOR = 0.78
 
 
 @pytest.mark.slow

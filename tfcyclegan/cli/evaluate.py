@@ -1,7 +1,7 @@
 """tfcyclegan-evaluate: metrics and a report for a trained workdir, and the attribute oracle.
 
     tfcyclegan-evaluate --workdir=runs/age [--data_dir=...] [--split=test] --output=reports/age \
-        [--oracle=oracles/age] [--inception_weights=imagenet|download|random|PATH]
+        [--oracle=oracles/age] [--inception_weights=imagenet|download|random|none|PATH]
     tfcyclegan-evaluate train_oracle --task=age --data_dir=... --output=oracles/age
 
 What is measured: tfcyclegan.eval.evaluate. Exit status: 0 done, 1 an error (the message says which).
@@ -34,7 +34,7 @@ def _define_flags():
     flags.DEFINE_string(
         "inception_weights", "imagenet",
         "imagenet (Keras cache only, never downloads), download (let Keras fetch them), PATH to an .h5 file, "
-        "or random (tests only: the report marks FID/KID as meaningless).",
+        "random (tests only: the report marks FID/KID as meaningless), or none (no FID/KID; every other figure).",
     )
     flags.DEFINE_string("oracle", None, "Oracle directory (train_oracle --output) for flip rates.")
     flags.DEFINE_integer("batch_size", 0, "Batch size (0: 8 for evaluation, 32 for train_oracle).")
@@ -46,8 +46,8 @@ def _define_flags():
     flags.DEFINE_string("dataset", None, "train_oracle: synthetic, utkface or folder (default: utkface with --data_dir, else synthetic).")
     flags.DEFINE_string("domain_a", None, "train_oracle: custom filter of domain A, e.g. age:20-29.")
     flags.DEFINE_string("domain_b", None, "train_oracle: custom filter of domain B.")
-    flags.DEFINE_integer("epochs", 12, "train_oracle: epochs of the cosine schedule (early stopping from half-way).")
-    flags.DEFINE_integer("patience", 3, "train_oracle: epochs without validation improvement before stopping.")
+    flags.DEFINE_integer("epochs", 30, "train_oracle: epochs of the cosine schedule (early stopping from half-way).")
+    flags.DEFINE_integer("patience", 6, "train_oracle: epochs without validation improvement before stopping.")
 
 
 def _oracle_data_config(FLAGS):
@@ -136,13 +136,18 @@ def main(argv: Sequence[str]) -> None:
 def _summary(report: Mapping[str, Any], output: str) -> str:
     lines = [f"Report: {os.path.join(output, 'index.html')} (step {report['checkpoint']['global_step']})"]
     for name, d in report["directions"].items():
+        parts = []
+        if d.get("fid"):
+            parts.append(f"FID {d['fid']['translated']:.2f} (untranslated {d['fid']['untranslated']:.2f}), "
+                         f"KID {d['kid']['translated']['mean']:.4f} (untranslated {d['kid']['untranslated']['mean']:.4f})")
         flip = d["flip_rate"]
-        flip_text = f", flip {100 * flip['translated']:.1f} % (untranslated {100 * flip['untranslated']:.1f} %)" if flip else ""
-        lines.append(
-            f"  {name}: FID {d['fid']['translated']:.2f} (untranslated {d['fid']['untranslated']:.2f}), "
-            f"KID {d['kid']['translated']['mean']:.4f} (untranslated {d['kid']['untranslated']['mean']:.4f}), "
-            f"cycle L1 {d['cycle_l1']:.4f}, identity L1 {d['identity_l1']:.4f}{flip_text}"
-        )
+        if flip:
+            parts.append(f"flip {100 * flip['translated']:.1f} % (untranslated {100 * flip['untranslated']:.1f} %, "
+                         f"real target {100 * flip['oracle_on_real_target']:.1f} %)")
+        parts.append(f"cycle L1 {d['cycle_l1']:.4f}, identity L1 {d['identity_l1']:.4f}")
+        art = d["artefacts"]
+        parts.append(f"artefact ratio {art['artefact_ratio']:.2f}, sharpness ratio {art['sharpness_ratio']:.2f}")
+        lines.append(f"  {name}: " + ", ".join(parts))
     lines.extend(f"  warning: {w}" for w in report["warnings"])
     return "\n".join(lines)
 

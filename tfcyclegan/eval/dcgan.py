@@ -79,6 +79,9 @@ def evaluate_dcgan(workdir: str, output: str, *, count: int | None = None, seed:
     from tfcyclegan import data as data_lib
     from tfcyclegan.model.workdir import restore_dcgan
 
+    if inception_weights == "none":
+        raise metrics_lib.MetricsError("A DCGAN is judged by FID and KID, which need the Inception weights: "
+                                       "--inception_weights=none works for CycleGAN runs only.")
     restored = restore_dcgan(workdir)
     config = restored.config
     metrics_lib.resolve_inception_weights(inception_weights)  # fail before the slow parts

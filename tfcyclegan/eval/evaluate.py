@@ -10,7 +10,11 @@ Per direction (a2b: gen_g, A -> B; b2a: gen_f, B -> A), on the held-out split:
 - FID and KID of translated images vs real target images, beside the untranslated baseline
   (real source vs real target), see `tfcyclegan.metrics`;
 - flip rate (with --oracle): the share of translated images the oracle assigns to the target
-  domain, beside the untranslated baseline (real source images it assigns to the target).
+  domain, beside the untranslated baseline (real source images it assigns to the target) and the
+  oracle's rate on real target images (the ceiling; `relative` = translated / ceiling), and the
+  same per race and gender where the data has UTKFace labels;
+- artefacts: the checkerboard measure of translated against real target images
+  (`tfcyclegan.eval.artefacts`), with a sharpness ratio.
 
 `cheap_metrics` is the subset the training driver runs every K epochs (no Inception, no I/O).
 """
@@ -24,6 +28,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from tfcyclegan.eval import artefacts as artefacts_lib
 from tfcyclegan.eval import metrics as metrics_lib
 from tfcyclegan.eval import oracle as oracle_lib
 from tfcyclegan.eval import report as report_lib
@@ -31,6 +36,11 @@ from tfcyclegan.eval import report as report_lib
 DEFAULT_PANEL_COUNT = 60
 ORACLE_DEFAULT_SIZE = 64
 ORACLE_WARN_ACCURACY = 0.75  # below this the report warns that flip rates are unreliable
+# UTKFace's label values (tfcyclegan.data.utkface), for flip rates per group.
+GROUP_NAMES = {
+    "race": {0: "white", 1: "black", 2: "asian", 3: "indian", 4: "others"},
+    "gender": {0: "male", 1: "female"},
+}
 
 Generator = Callable[[np.ndarray], Any]
 
@@ -66,6 +76,8 @@ class DomainPass:
     prob_b_real: np.ndarray | None = None
     prob_b_fake: np.ndarray | None = None
     panel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    spectrum_real: artefacts_lib.SpectrumStats | None = None
+    spectrum_fake: artefacts_lib.SpectrumStats | None = None
 
 
 def domain_pass(
@@ -78,11 +90,13 @@ def domain_pass(
     oracle: oracle_lib.DomainClassifier | None = None,
     oracle_on_real: bool = False,
     keep: Sequence[int] = (),
+    spectra: bool = False,
     progress: str | None = None,
 ) -> DomainPass:
     """Translates `images` (float32 (n, H, W, 3) in [-1, 1], H and W divisible by 4) batch by
     batch with `forward` and back with `backward`, accumulating errors, features and oracle
     probabilities without keeping the translations (except the `keep` indices, for panels).
+    spectra: also accumulate the power spectra of the real and translated images (artefacts).
 
     progress: a tqdm description, or None for no progress bar.
     """
@@ -92,6 +106,8 @@ def domain_pass(
     keep_set = {int(i) for i in keep}
     cycle_sum = identity_sum = 0.0
     feats_real, feats_fake, probs_real, probs_fake, kept = [], [], [], [], {}
+    spectrum_real = artefacts_lib.SpectrumStats() if spectra else None
+    spectrum_fake = artefacts_lib.SpectrumStats() if spectra else None
     starts = range(0, len(images), batch_size)
     if progress:
         from tqdm import tqdm
@@ -112,11 +128,15 @@ def domain_pass(
             probs_fake.append(np.asarray(oracle.predict_b(fake), np.float64).reshape(-1))
             if oracle_on_real:
                 probs_real.append(np.asarray(oracle.predict_b(real), np.float64).reshape(-1))
+        if spectra:
+            spectrum_real.add(real)
+            spectrum_fake.add(fake)
         for i in range(len(real)):
             if start + i in keep_set:
                 kept[start + i] = (real[i], fake[i], cycled[i])
     elements = float(images.size)
-    out = DomainPass(len(images), cycle_sum / elements, identity_sum / elements)
+    out = DomainPass(len(images), cycle_sum / elements, identity_sum / elements,
+                     spectrum_real=spectrum_real, spectrum_fake=spectrum_fake)
     if features is not None:
         out.features_real, out.features_fake = np.concatenate(feats_real), np.concatenate(feats_fake)
     if oracle is not None:
@@ -162,14 +182,40 @@ def panel_indices(count: int, panel_count: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(count, size=min(panel_count, count), replace=False))
 
 
+def _group_flip_rates(calls_target: Mapping[str, np.ndarray], labels: Mapping[str, Mapping[str, np.ndarray]],
+                      source: str, target: str) -> dict[str, Any]:
+    """Flip rates per race and gender: {"by_race": {name: {count, translated, untranslated,
+    target_count, oracle_on_real_target}}, ...} for the label keys both domains have."""
+    out = {}
+    for key, names in GROUP_NAMES.items():
+        if key not in labels.get(source, {}) or key not in labels.get(target, {}):
+            continue
+        src, tgt = np.asarray(labels[source][key]), np.asarray(labels[target][key])
+        groups = {}
+        for value, name in names.items():
+            here, there = src == value, tgt == value
+            if not here.any():
+                continue
+            groups[name] = {
+                "count": int(here.sum()),
+                "translated": float(calls_target["fake"][here].mean()),
+                "untranslated": float(calls_target["real"][here].mean()),
+                "target_count": int(there.sum()),
+                "oracle_on_real_target": float(calls_target["target"][there].mean()) if there.any() else None,
+            }
+        out[f"by_{key}"] = groups
+    return out
+
+
 def evaluate_arrays(
     gen_g,
     gen_f,
     images_a: np.ndarray,
     images_b: np.ndarray,
     *,
-    features: Callable[[np.ndarray], np.ndarray],
+    features: Callable[[np.ndarray], np.ndarray] | None,
     oracle: oracle_lib.DomainClassifier | None = None,
+    labels: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     batch_size: int = 8,
     panel_count: int = DEFAULT_PANEL_COUNT,
     seed: int = 0,
@@ -179,35 +225,49 @@ def evaluate_arrays(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]], list[str]]:
     """All metrics of both directions. Returns (directions, panels, warnings).
 
+    features: Inception features for FID and KID, or None to leave them out.
+    labels: {"a" | "b": {"race" | "gender": int (n,)}} in the images' order, for flip rates per group.
     directions: {"a2b" | "b2a": {source, target, generator, source_count, target_count,
       cycle_l1, identity_l1, fid: {translated, untranslated}, kid: {translated, untranslated}
-      (each {mean, std, subsets, subset_size}), flip_rate: {translated, untranslated} or None}}.
+      (each {mean, std, subsets, subset_size}) or None without features, flip_rate: {translated,
+      untranslated, oracle_on_real_target, relative, by_race, by_gender} or None, artefacts
+      (see artefacts.compare) and spectra (the mean power spectra of real target and translated images)}}.
     panels: {"a2b" | "b2a": (inputs, translated, reconstructed)}; warnings: list of str.
     """
     for name, images in (("A", images_a), ("B", images_b)):
         if len(images) < 2:
-            raise EvaluationError(f"Domain {name} has {len(images)} images in this split; FID and KID need at least 2.")
+            raise EvaluationError(f"Domain {name} has {len(images)} images in this split; the evaluation needs at least 2.")
     passes = {
         "a": domain_pass(
             gen_g, gen_f, images_a, batch_size=batch_size, features=features, oracle=oracle, oracle_on_real=True,
-            keep=panel_indices(len(images_a), panel_count, seed), progress="A -> B -> A" if progress else None,
+            keep=panel_indices(len(images_a), panel_count, seed), spectra=True,
+            progress="A -> B -> A" if progress else None,
         ),
         "b": domain_pass(
             gen_f, gen_g, images_b, batch_size=batch_size, features=features, oracle=oracle, oracle_on_real=True,
-            keep=panel_indices(len(images_b), panel_count, seed + 1), progress="B -> A -> B" if progress else None,
+            keep=panel_indices(len(images_b), panel_count, seed + 1), spectra=True,
+            progress="B -> A -> B" if progress else None,
         ),
     }
-    kid = lambda x, y: metrics_lib.kernel_inception_distance(x, y, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed).to_dict()
-    baseline_fid = metrics_lib.frechet_distance(passes["a"].features_real, passes["b"].features_real)
-    baseline_kid = kid(passes["a"].features_real, passes["b"].features_real)
+    if features is not None:
+        kid = lambda x, y: metrics_lib.kernel_inception_distance(x, y, subsets=kid_subsets, subset_size=kid_subset_size, seed=seed).to_dict()
+        baseline_fid = metrics_lib.frechet_distance(passes["a"].features_real, passes["b"].features_real)
+        baseline_kid = kid(passes["a"].features_real, passes["b"].features_real)
+    threshold = float(getattr(oracle, "threshold", 0.5))
     directions, panels, warnings = {}, {}, []
     for name, source, target, generator in (("a2b", "a", "b", "gen_g"), ("b2a", "b", "a", "gen_f")):
         src, tgt = passes[source], passes[target]
         flip = None
         if oracle is not None:
+            to_target = lambda probs: oracle_lib.called_b(probs, threshold) == (target == "b")
+            calls = {"fake": to_target(src.prob_b_fake), "real": to_target(src.prob_b_real), "target": to_target(tgt.prob_b_real)}
+            ceiling = float(calls["target"].mean())
             flip = {
-                "translated": oracle_lib.flip_rate(src.prob_b_fake, source=source),
-                "untranslated": oracle_lib.flip_rate(src.prob_b_real, source=source),
+                "translated": float(calls["fake"].mean()),
+                "untranslated": float(calls["real"].mean()),
+                "oracle_on_real_target": ceiling,
+                "relative": float(calls["fake"].mean()) / ceiling if ceiling > 0 else None,
+                **_group_flip_rates(calls, labels or {}, source, target),
             }
         directions[name] = {
             "source": source,
@@ -219,16 +279,18 @@ def evaluate_arrays(
             # The reverse generator's sweep over `target` images measured |gen(target) - target|
             # for this direction's generator.
             "identity_l1": tgt.identity_l1,
-            "fid": {
+            "fid": None if features is None else {
                 "translated": metrics_lib.frechet_distance(src.features_fake, tgt.features_real),
                 "untranslated": baseline_fid,
             },
-            "kid": {"translated": kid(src.features_fake, tgt.features_real), "untranslated": baseline_kid},
+            "kid": None if features is None else {"translated": kid(src.features_fake, tgt.features_real), "untranslated": baseline_kid},
             "flip_rate": flip,
+            "artefacts": artefacts_lib.compare(src.spectrum_fake, tgt.spectrum_real),
+            "spectra": (tgt.spectrum_real.mean_spectrum, src.spectrum_fake.mean_spectrum),
         }
         if src.panel is not None:
             panels[name] = src.panel
-    if min(len(images_a), len(images_b)) < metrics_lib.FID_MIN_IMAGES:
+    if features is not None and min(len(images_a), len(images_b)) < metrics_lib.FID_MIN_IMAGES:
         warnings.append(
             f"FID from {len(images_a)} A and {len(images_b)} B images is below the minimum of "
             f"{metrics_lib.FID_MIN_IMAGES} images per set (the feature dimension): it is biased upward and only "
@@ -241,7 +303,8 @@ def evaluate_arrays(
 
 
 def load_splits(data_cfg, *, splits: Sequence[str], size: int, count: int | None, cache_dir: str | None):
-    """{split: (images_a, images_b)} through tfcyclegan.data, and the data stats.
+    """({split: (images_a, images_b)}, data stats, {split: {"a" | "b": {label: int (n,)}}}) through
+    tfcyclegan.data; labels are the UTKFace race and gender where every image has them.
 
     Images float32 (n, size, size, 3) in [-1, 1]; errors name the missing path.
     """
@@ -250,13 +313,20 @@ def load_splits(data_cfg, *, splits: Sequence[str], size: int, count: int | None
     from tfcyclegan import data as data_lib  # TensorFlow: imported when data is read, not for --help
 
     domains = data_lib.load_domains(data_cfg, cache_dir=cache_dir)
-    out = {
-        split: tuple(
+    out, labels = {}, {}
+    for split in splits:
+        out[split] = tuple(
             data_lib.load_eval_images(domains, data_cfg, domain=d, split=split, size=size, count=count) for d in ("a", "b")
         )
-        for split in splits
-    }
-    return out, dict(getattr(domains, "stats", {}) or {})
+        labels[split] = {}
+        for d in ("a", "b"):
+            examples = getattr(getattr(domains, d), split)[:count]
+            labels[split][d] = {
+                key: np.asarray([getattr(e, key) for e in examples], np.int64)
+                for key in GROUP_NAMES
+                if examples and all(getattr(e, key, None) is not None for e in examples)
+            }
+    return out, dict(getattr(domains, "stats", {}) or {}), labels
 
 
 def _oracle_warnings(oracle_meta: Mapping[str, Any], data_cfg) -> list[str]:
@@ -303,6 +373,8 @@ def evaluate_workdir(
     many images per domain (default all). images: (images_a, images_b) float32 in [-1, 1] to
     use instead of loading the split (then data_dir, split, count and cache_dir are unused).
     oracle_dir: default the run's own config.oracle_dir, if it exists.
+    inception_weights: as metrics.resolve_inception_weights, or "none" for no FID and KID (the
+    other figures need no download).
     Returns the report dict (also written as <output>/report.json).
     """
     from tfcyclegan.model.workdir import restore_generators  # TensorFlow, as above
@@ -320,26 +392,32 @@ def evaluate_workdir(
         else:
             warnings.append(f"The run's oracle_dir {config.oracle_dir!r} does not exist: no flip rates (pass --oracle).")
     oracle = oracle_lib.load_oracle(oracle_dir) if oracle_dir else None
-    metrics_lib.resolve_inception_weights(inception_weights)  # fail before the slow parts
+    if inception_weights != "none":
+        metrics_lib.resolve_inception_weights(inception_weights)  # fail before the slow parts
     size = size or config.schedule.stages[-1].size
     if size < 8 or size % 4:
         raise EvaluationError(f"--size must be a multiple of 4 and >= 8 (the generator downsamples twice). Received: {size}")
     data_cfg = config.data if data_dir is None else dataclasses.replace(config.data, data_dir=data_dir)
     stats: dict[str, Any] = {}
+    labels = None
     if images is None:
-        loaded, stats = load_splits(data_cfg, splits=(split,), size=size, count=count, cache_dir=cache_dir)
+        loaded, stats, all_labels = load_splits(data_cfg, splits=(split,), size=size, count=count, cache_dir=cache_dir)
         images_a, images_b = loaded[split]
+        labels = all_labels[split]
     else:
         images_a, images_b = images
         split = "given arrays"
-    features = metrics_lib.InceptionFeatures(inception_weights, batch_size=2 * batch_size)
-
-    if features.is_random:
-        warnings.append("Inception weights are RANDOM (--inception_weights=random, for tests only): FID and KID are meaningless.")
+    features = None
+    if inception_weights != "none":
+        features = metrics_lib.InceptionFeatures(inception_weights, batch_size=2 * batch_size)
+        if features.is_random:
+            warnings.append("Inception weights are RANDOM (--inception_weights=random, for tests only): FID and KID are meaningless.")
     directions, panels, metric_warnings = evaluate_arrays(
-        restored.gen_g, restored.gen_f, images_a, images_b, features=features, oracle=oracle, batch_size=batch_size,
-        panel_count=panel_count, seed=seed, kid_subsets=kid_subsets, kid_subset_size=kid_subset_size, progress=progress,
+        restored.gen_g, restored.gen_f, images_a, images_b, features=features, oracle=oracle, labels=labels,
+        batch_size=batch_size, panel_count=panel_count, seed=seed, kid_subsets=kid_subsets,
+        kid_subset_size=kid_subset_size, progress=progress,
     )
+    spectra = {name: direction.pop("spectra") for name, direction in directions.items()}
     warnings.extend(metric_warnings)
     oracle_info = None
     if oracle is not None:
@@ -364,12 +442,13 @@ def evaluate_workdir(
             "domain_a": data_cfg.domain_a, "domain_b": data_cfg.domain_b, "split": split, "size": size,
             "count_a": len(images_a), "count_b": len(images_b), "stats": stats,
         },
-        "feature_extractor": {
+        "feature_extractor": None if features is None else {
             "model": "keras.applications.InceptionV3(include_top=False, pooling='avg'), 2048-d",
             "weights": features.description,
             "random_weights": features.is_random,
             "resize": f"tf.image.resize to {metrics_lib.INCEPTION_SIZE}x{metrics_lib.INCEPTION_SIZE}, bilinear, antialias=True, clipped to [-1, 1]",
         },
+        "artefact_measure": artefacts_lib.MEASURE,
         "fid_min_images": metrics_lib.FID_MIN_IMAGES,
         "kid": {"subsets": kid_subsets, "subset_size": kid_subset_size, "kernel": "(x.y / 2048 + 1)^3", "scale": "raw (HTML shows x 1000)"},
         "panel": {"count": panel_count, "seed": seed},
@@ -378,7 +457,7 @@ def evaluate_workdir(
         "warnings": warnings,
         "software": report_lib.software_versions(),
     }
-    report_lib.write_report(output, report, panels, scalars)
+    report_lib.write_report(output, report, panels, scalars, spectra=spectra)
     return report
 
 
@@ -390,15 +469,15 @@ def train_oracle_command(
     *,
     data_cfg,
     size: int = ORACLE_DEFAULT_SIZE,
-    epochs: int = 12,
+    epochs: int = 30,
     batch_size: int = 32,
-    patience: int = 3,
+    patience: int = 6,
     seed: int = 0,
     cache_dir: str | None = None,
     verbose: int = 1,
 ) -> oracle_lib.Oracle:
     """Loads the train and test splits of data_cfg's two domains, trains the oracle, saves it."""
-    loaded, _ = load_splits(data_cfg, splits=("train", "test"), size=size, count=None, cache_dir=cache_dir)
+    loaded, _, _ = load_splits(data_cfg, splits=("train", "test"), size=size, count=None, cache_dir=cache_dir)
     (train_a, train_b), (test_a, test_b) = loaded["train"], loaded["test"]
     oracle = oracle_lib.train_oracle(
         train_a, train_b, test_a, test_b, size=size, epochs=epochs, batch_size=batch_size, patience=patience,

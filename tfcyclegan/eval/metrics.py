@@ -224,7 +224,8 @@ def _missing_weights_message(path: str) -> str:
         f"  2. download {INCEPTION_WEIGHTS_URL} (md5 {INCEPTION_WEIGHTS_MD5}) yourself and pass\n"
         "     --inception_weights=/path/to/that.h5 (or put it at the cache path above);\n"
         "  3. --inception_weights=download lets Keras fetch it now (needs internet).\n"
-        "--inception_weights=random exists for tests only: its FID/KID mean nothing."
+        "--inception_weights=random exists for tests only: its FID/KID mean nothing.\n"
+        "A CycleGAN run can be evaluated without them: --inception_weights=none gives every figure but FID and KID."
     )
 
 

@@ -46,18 +46,28 @@ class DomainClassifier(Protocol):
         """images float32 (n, H, W, 3) in [-1, 1] -> float (n,) probability of domain B."""
 
 
-def build_oracle_model(*, filters: int = 16, stages: int = 5, dropout: float = 0.3, name: str = "oracle"):
+AUGMENTATIONS = ("flip", "flip_shift")
+
+
+def build_oracle_model(*, filters: int = 32, stages: int = 5, dropout: float = 0.3, augment: str = "flip_shift",
+                       name: str = "oracle"):
     """`stages` conv 3x3 -> batch norm -> ReLU -> max-pool stages (filters x 1, 2, 4, ...),
     global average pooling, dropout, one logit. images: float32 (batch, H, W, 3) in [-1, 1],
     H, W >= 2**stages.
 
-    Random horizontal flips are part of the model (active in training only), so they travel
-    with it and inference is unchanged.
+    Augmentation is part of the model (active in training only), so it travels with it and
+    inference is unchanged: "flip" (random horizontal flips) or "flip_shift" (also shifts of up
+    to 6 % and zooms of up to 8 %: the jitter of face alignment, which a translated face also has).
     """
     import keras
 
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS}. Received: {augment!r}")
     inputs = keras.Input((None, None, 3), name="images", dtype="float32")
     x = keras.layers.RandomFlip("horizontal", name="augment_flip")(inputs)
+    if augment == "flip_shift":
+        x = keras.layers.RandomTranslation(0.06, 0.06, fill_mode="reflect", name="augment_shift")(x)
+        x = keras.layers.RandomZoom(0.08, fill_mode="reflect", name="augment_zoom")(x)
     for i, mult in enumerate((2**k for k in range(stages)), start=1):
         x = keras.layers.Conv2D(filters * mult, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
         x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)  # short runs: fast-moving statistics
@@ -193,13 +203,14 @@ def train_oracle(
     test_b: np.ndarray,
     *,
     size: int = 64,
-    epochs: int = 12,
+    epochs: int = 30,
     batch_size: int = 32,
     learning_rate: float = 1e-3,
     val_fraction: float = 0.15,
-    patience: int = 3,
-    filters: int = 16,
+    patience: int = 6,
+    filters: int = 32,
     stages: int = 5,
+    augment: str = "flip_shift",
     seed: int = 0,
     verbose: int = 1,
     data: Mapping[str, Any] | None = None,
@@ -235,7 +246,7 @@ def train_oracle(
     y_val = np.concatenate([np.zeros(len(val_a)), np.ones(len(val_b))]).astype(np.float32)
 
     keras.utils.set_random_seed(seed)
-    model = build_oracle_model(filters=filters, stages=stages)
+    model = build_oracle_model(filters=filters, stages=stages, augment=augment)
     model.compile(
         # Cosine decay to zero over `epochs`: the last epochs settle instead of swinging.
         optimizer=keras.optimizers.Adam(
@@ -279,7 +290,7 @@ def train_oracle(
         "training": {
             "epochs": epochs, "epochs_trained": epochs_trained, "best_epoch": best + 1, "batch_size": batch_size,
             "learning_rate": learning_rate, "val_fraction": val_fraction, "patience": patience, "filters": filters, "stages": stages,
-            "seed": seed,
+            "augment": augment, "seed": seed,
         },
         "val_accuracy": float(history.history["val_accuracy"][best]),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

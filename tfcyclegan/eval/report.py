@@ -6,6 +6,7 @@
     <output>/panel_a2b.png     input | translated | reconstructed ("cycled") triplets, A -> B -> A
     <output>/panel_b2a.png     the same for B -> A -> B
     <output>/loss_curves.png   every scalar in <workdir>/logs (TensorBoard), one plot per tag
+    <output>/spectra.png       mean log power spectra: real B | translated A->B | real A | translated B->A
 
 Nothing here computes a metric; tfcyclegan.eval.evaluate builds the report dict.
 """
@@ -22,11 +23,13 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from tfcyclegan import pictures
+from tfcyclegan.eval import artefacts as artefacts_lib
 from tfcyclegan.io import save_png, write_json, write_text
 
 REPORT_FILE = "report.json"
 INDEX_FILE = "index.html"
 LOSS_CURVES_FILE = "loss_curves.png"
+SPECTRA_FILE = "spectra.png"
 DIRECTION_TITLES = {"a2b": "A \u2192 B", "b2a": "B \u2192 A"}
 
 
@@ -112,12 +115,15 @@ def write_report(
     report: dict[str, Any],
     panels: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
     scalars: Mapping[str, Sequence[tuple[int, float]]],
+    *,
+    spectra: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, str]:
     """Writes the panels, loss curves, report.json and index.html into output_dir.
 
     report: the dict from `tfcyclegan.evaluate` (see `render_html` for the keys it reads);
       report["files"] is filled in here with the relative names of what was written.
     panels: {"a2b" | "b2a": (inputs, translated, reconstructed)} float32 in [-1, 1].
+    spectra: {"a2b" | "b2a": (real target, translated) mean power spectra}, drawn side by side.
     Returns {kind: absolute path}.
     """
     os.makedirs(output_dir, exist_ok=True)
@@ -126,6 +132,10 @@ def write_report(
         name = panel_file(direction)
         save_png(pictures.triplet_panel(inputs, translated, reconstructed), os.path.join(output_dir, name), optimize=True)
         files[f"panel_{direction}"] = name
+    if spectra:
+        save_png(artefacts_lib.log_spectrum_image([s for pair in spectra.values() for s in pair]),
+                 os.path.join(output_dir, SPECTRA_FILE), optimize=True)
+        files["spectra"] = SPECTRA_FILE
     title = f"{report.get('workdir', '')} (step {report.get('checkpoint', {}).get('global_step', '?')})"
     if pictures.plot_curves(scalars, os.path.join(output_dir, LOSS_CURVES_FILE), title=title):
         files["loss_curves"] = LOSS_CURVES_FILE
@@ -186,6 +196,25 @@ img { max-width: 100%; border: 1px solid #ddd; }
 """
 
 
+def _group_tables(directions: Mapping[str, Any]) -> list[str]:
+    """Flip rates per race / gender, one table per label and direction."""
+    parts = []
+    for direction, m in directions.items():
+        for key in ("by_race", "by_gender"):
+            groups = (m.get("flip_rate") or {}).get(key)
+            if not groups:
+                continue
+            title = f"{DIRECTION_TITLES.get(direction, direction)} flip rate by {key[3:]}"
+            parts.append(f"<h3>{html.escape(title)}</h3><table><thead><tr><th>group</th><th>images</th>"
+                         "<th>translated</th><th>untranslated</th><th>oracle on real target</th></tr></thead><tbody>")
+            for name, g in groups.items():
+                parts.append(f"<tr><td>{html.escape(name)}</td><td>{g['count']}</td><td>{_percent(g['translated'])}</td>"
+                             f"<td>{_percent(g['untranslated'])}</td><td>{_percent(g['oracle_on_real_target'])} "
+                             f"({g['target_count']})</td></tr>")
+            parts.append("</tbody></table>")
+    return parts
+
+
 def render_html(report: Mapping[str, Any]) -> str:
     """index.html for a report dict (keys: workdir, checkpoint, data, feature_extractor, oracle,
     directions, warnings, files, created)."""
@@ -194,7 +223,7 @@ def render_html(report: Mapping[str, Any]) -> str:
     data = report.get("data", {})
     checkpoint = report.get("checkpoint", {})
     files = report.get("files", {})
-    features = report.get("feature_extractor", {})
+    features = report.get("feature_extractor") or {}
     oracle = report.get("oracle")
     parts = [
         "<!DOCTYPE html>",
@@ -221,23 +250,37 @@ def render_html(report: Mapping[str, Any]) -> str:
         for d in directions
     )
     parts.append(f"<table><thead><tr><th>metric</th>{header}</tr></thead><tbody>")
-    rows = [
-        ("FID \u2193 (vs real target)", lambda m, k: _fmt((m.get("fid") or {}).get(k), 4)),
-        ("KID \u00d7 1000 \u2193 (vs real target)", lambda m, k: _kid_text((m.get("kid") or {}).get(k))),
-        ("flip rate \u2191 (oracle calls it the target domain)", lambda m, k: _percent((m.get("flip_rate") or {}).get(k))),
-        ("cycle L1 \u2193 (source \u2192 target \u2192 source)", lambda m, k: _fmt(m.get("cycle_l1")) if k == "translated" else "\u2014"),
-        ("identity L1 \u2193 (generator on target images)", lambda m, k: _fmt(m.get("identity_l1")) if k == "translated" else "\u2014"),
+    flip = lambda m: m.get("flip_rate") or {}
+    art = lambda m: m.get("artefacts") or {}
+    only_translated = lambda value: lambda m, k: value(m) if k == "translated" else "\u2014"
+    rows = []
+    if any(m.get("fid") for m in directions.values()):
+        rows += [
+            ("FID \u2193 (vs real target)", lambda m, k: _fmt((m.get("fid") or {}).get(k), 4)),
+            ("KID \u00d7 1000 \u2193 (vs real target)", lambda m, k: _kid_text((m.get("kid") or {}).get(k))),
+        ]
+    rows += [
+        ("flip rate \u2191 (oracle calls it the target domain)", lambda m, k: _percent(flip(m).get(k))),
+        ("oracle on real target images (the ceiling)", only_translated(lambda m: _percent(flip(m).get("oracle_on_real_target")))),
+        ("flip rate / ceiling \u2191", only_translated(lambda m: _fmt(flip(m).get("relative"), 3))),
+        ("cycle L1 \u2193 (source \u2192 target \u2192 source)", only_translated(lambda m: _fmt(m.get("cycle_l1")))),
+        ("identity L1 \u2193 (generator on target images)", only_translated(lambda m: _fmt(m.get("identity_l1")))),
+        ("artefact ratio \u2193 (checkerboard power / real target's; aim \u2264 "
+         f"{artefacts_lib.ARTEFACT_RATIO_AIM:.2f})", only_translated(lambda m: _fmt(art(m).get("artefact_ratio"), 3))),
+        ("sharpness ratio (detail / real target's; below 1 is blurrier)", only_translated(lambda m: _fmt(art(m).get("sharpness_ratio"), 3))),
     ]
     for label, cell in rows:
         cells = "".join(f"<td>{cell(m, 'translated')}</td><td>{cell(m, 'untranslated')}</td>" for m in directions.values())
         parts.append(f"<tr><td>{esc(label)}</td>{cells}</tr>")
     parts.append("</tbody></table>")
-    parts.append(
-        '<p class="muted">"Untranslated" compares the source images themselves with the target domain: '
-        "the distance translation has to close. L1 errors are on the [-1, 1] scale. "
-        f"Features: {esc(str(features.get('model', '')))}, weights {esc(str(features.get('weights', '')))}; "
-        f"{esc(str(features.get('resize', '')))}.</p>"
-    )
+    note = ('"Untranslated" compares the source images themselves with the target domain: '
+            "the distance translation has to close. L1 errors are on the [-1, 1] scale.")
+    if features:
+        note += (f" Features: {esc(str(features.get('model', '')))}, weights {esc(str(features.get('weights', '')))}; "
+                 f"{esc(str(features.get('resize', '')))}.")
+    else:
+        note += " No FID or KID (--inception_weights=none)."
+    parts.append(f'<p class="muted">{note}</p>')
     if oracle:
         parts.append(
             '<p class="muted">Oracle '
@@ -245,8 +288,15 @@ def render_html(report: Mapping[str, Any]) -> str:
             f"(A {_percent(oracle.get('test_accuracy_a'))}, B {_percent(oracle.get('test_accuracy_b'))}) "
             "on its own test split; a flip rate is only as trustworthy as this.</p>"
         )
+        parts.extend(_group_tables(directions))
     else:
         parts.append('<p class="muted">No oracle given (--oracle): no flip rates.</p>')
+    if files.get("spectra"):
+        parts.append("<h2>Mean power spectra</h2>")
+        parts.append(f'<img src="{esc(files["spectra"])}" alt="mean log power spectra">')
+        parts.append('<p class="muted">Left to right: real B, translated A \u2192 B, real A, translated B \u2192 A '
+                     "(zero frequency in the centre). A checkerboard shows as bright dots at the corners and edge "
+                     "centres that the real spectra do not have.</p>")
 
     for direction in directions:
         name = files.get(f"panel_{direction}")
