@@ -18,24 +18,43 @@ PANEL_TILE_MIN, PANEL_TILE_MAX = 64, 128  # triplet tiles: small images enlarged
 PANEL_COLUMNS = 4  # triplets per panel row
 
 
-def sample_grid(images: Mapping[str, np.ndarray], *, gap: int = 4) -> np.ndarray:
-    """A uint8 (rows*H, W', 3) grid: per row real_a | fake_b | cycled_a || real_b | fake_a | cycled_b.
+GRID_LABELS = {"real_a": "A", "fake_b": "A->B", "cycled_a": "A->B->A", "real_b": "B", "fake_a": "B->A", "cycled_b": "B->A->B"}
+GRID_TILE_MIN = 64  # smaller sample images are enlarged (nearest: pixels stay visible) so the grid can be read
+
+
+def sample_grid(images: Mapping[str, np.ndarray], *, gap: int = 4, labels: Mapping[str, str] | None = None,
+                min_tile: int = GRID_TILE_MIN) -> np.ndarray:
+    """A uint8 grid under a header naming its columns: per row real_a | fake_b | cycled_a ||
+    real_b | fake_a | cycled_b.
 
     images: {name: float32 (n, H, W, 3) in [-1, 1]} with the six names of GRID_COLUMNS.
+    labels: the header's text per name (default GRID_LABELS). Images smaller than `min_tile`
+    are enlarged by a whole factor, nearest neighbour.
     """
+    from PIL import Image, ImageDraw
+
+    labels = {**GRID_LABELS, **(labels or {})}
     n, h, w, _ = images["real_a"].shape
-    rows = []
-    for i in range(n):
-        cells = []
-        for name in GRID_COLUMNS:
-            if name is None:
-                cells.append(np.full((h, gap * 2, 3), 255, np.uint8))
-            else:
-                cells.append(to_uint8(images[name][i]))
-                cells.append(np.full((h, gap, 3), 255, np.uint8))
-        rows.append(np.concatenate(cells[:-1], axis=1))
-        rows.append(np.full((gap, rows[-1].shape[1], 3), 255, np.uint8))
-    return np.concatenate(rows[:-1], axis=0)
+    scale = max(1, math.ceil(min_tile / h))
+    th, tw = h * scale, w * scale
+    header = 14
+    width = 6 * tw + 6 * gap  # five gaps between six tiles, the middle one twice as wide
+    canvas = Image.new("RGB", (width, header + n * th + (n - 1) * gap), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for name in GRID_COLUMNS:
+        if name is None:
+            x += gap  # the middle gap is two gaps wide
+            continue
+        label = labels[name]
+        while label and draw.textlength(label) > tw - 2:  # never spill into the next column
+            label = label[:-1]
+        draw.text((x + 1, 1), label, fill=(60, 60, 60))
+        for i in range(n):
+            tile = np.repeat(np.repeat(to_uint8(images[name][i]), scale, 0), scale, 1)
+            canvas.paste(Image.fromarray(tile), (x, header + i * (th + gap)))
+        x += tw + gap
+    return np.asarray(canvas)
 
 
 def image_grid(images: np.ndarray, *, columns: int, gap: int = 2) -> np.ndarray:
