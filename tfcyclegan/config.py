@@ -372,12 +372,26 @@ def diff(a: Mapping[str, Any], b: Mapping[str, Any], prefix: str = "") -> list[s
     return out
 
 
+_CPU_QUALITY: Mapping[str, Any] = {
+    "data.dataset": "utkface", "schedule": "48:2,64:6", "steps_per_epoch": 750, "model.upsample": "bilinear",
+}
+
 # Presets, one per reference system. Explicit flags override them (docs/training.md, "Presets").
 PRESETS: Mapping[str, Mapping[str, Any]] = {
     # UTKFace attribute tasks: the progressive schedule of the design card.
     "utkface_age": {"data.dataset": "utkface", "data.task": "age", "schedule": "progressive"},
     "utkface_ethnicity": {"data.dataset": "utkface", "data.task": "ethnicity", "schedule": "progressive"},
     "utkface_gender": {"data.dataset": "utkface", "data.task": "gender", "schedule": "progressive"},
+    # The same tasks in at most 40 minutes on a 2-core CPU (docs/quality.md has the A/B study and
+    # the figures): 48 then 64 px, 6,000 steps, resize-then-convolve upsampling (no checkerboard).
+    **{f"utkface_{task}_cpu": {**_CPU_QUALITY, "data.task": task} for task in TASKS},
+    # README command 1: the synthetic age task, sized so that within about 3 CPU minutes the hair
+    # visibly changes and the faces stay recognisable (docs/quality.md, "The demo").
+    "demo": {
+        "data.dataset": "synthetic", "data.task": "age", "schedule": "32:30", "steps_per_epoch": 40,
+        "batch_size": 4, "model.gen_filters": 32, "model.gen_blocks": 3, "model.disc_filters": 16,
+        "model.upsample": "bilinear", "optim.learning_rate": 5e-4,
+    },
     # selfie2anime (U-GAT-IT data): 256 px, Adam 1e-4 with betas 0.55/0.999, batch 1, cycle 10.
     "selfie2anime": {
         "data.dataset": "folder", "schedule": "256:100", "optim.learning_rate": 1e-4,
