@@ -120,3 +120,40 @@ def test_profile_runs_that_disagree_are_refused():
     other = dict(_run_row(48, 0.25, 494.0), precision="float32")
     with pytest.raises(SystemExit, match="differ in their set-up"):
         summarize([{48: _run_row(48, 0.25, 494.0)}, {48: other}], "", [48])
+
+
+def test_quality_arms_parse_to_train_flags():
+    from benchmarks.quality import parse_arm
+
+    assert parse_arm("base") == ("base", {})
+    assert parse_arm("id0.1:lambda_identity=0.1,--gen_filters=32") == ("id0.1", {"lambda_identity": "0.1", "gen_filters": "32"})
+    assert parse_arm("brief:schedule=48:1,64:1,steps_per_epoch=150") == (
+        "brief", {"schedule": "48:1,64:1", "steps_per_epoch": "150"})
+    with pytest.raises(SystemExit, match="flag=value"):
+        parse_arm("bad:lambda_identity")
+    with pytest.raises(SystemExit, match="name"):
+        parse_arm(":lambda_identity=0.1")
+
+
+def _quality_run(flip_a2b, cycle_a2b, flip_b2a=0.5, cycle_b2a=0.2, wall=100.0):
+    def direction(flip, cycle):
+        return {"flip": flip, "relative": flip / 0.8, "untranslated": 0.1, "ceiling": 0.8, "cycle_l1": cycle,
+                "identity_l1": cycle, "artefact_ratio": 1.0, "sharpness_ratio": 0.5}
+
+    return {"wall_s": wall, "cpu_s": 2 * wall,
+            "result": {"directions": {"a2b": direction(flip_a2b, cycle_a2b), "b2a": direction(flip_b2a, cycle_b2a)}}}
+
+
+def test_quality_summary_is_mean_min_max_over_seeds_and_skips_failed_runs():
+    from benchmarks.quality import aims_met, summarise
+
+    runs = [_quality_run(0.6, 0.20, wall=100.0), _quality_run(0.8, 0.10, wall=300.0), {"error": "train.py exited 1"}]
+    summary = summarise(runs)
+    assert summary["a2b"]["flip"] == {"mean": 0.7, "min": 0.6, "max": 0.8}
+    assert summary["a2b"]["cycle_l1"] == {"mean": 0.15, "min": 0.1, "max": 0.2}
+    assert summary["b2a"]["relative"] == {"mean": 0.625, "min": 0.625, "max": 0.625}
+    assert summary["wall_s"] == 200.0 and summary["cpu_s"] == 400.0
+
+    met = aims_met(_quality_run(0.75, 0.09)["result"]["directions"])  # 0.75 / 0.8 = 0.94 of the ceiling
+    assert met["a2b"] == {"flip": True, "cycle_l1": True, "artefacts": True}
+    assert met["b2a"] == {"flip": False, "cycle_l1": False, "artefacts": True}
