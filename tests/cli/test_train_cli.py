@@ -91,3 +91,13 @@ def test_a_damaged_config_json_is_a_message(tmp_path, synthetic_cache):
     assert proc.returncode == 1, proc.stderr[-2000:]
     assert f"{workdir / 'config.json'} is damaged" in proc.stderr and "Traceback" not in proc.stderr
     assert (workdir / "config.json").read_text() == '{"model": {"gen_filt'  # kept as it was
+
+
+@pytest.mark.parametrize("command, flag", [
+    (["train.py"], "--preset"), (["export.py"], "--export_dir"),
+    (["-m", "tfcyclegan.cli.translate"], "--faces"), (["-m", "tfcyclegan.cli.evaluate"], "--inception_weights"),
+])
+def test_help_lists_the_commands_own_flags(command, flag):
+    result = subprocess.run([sys.executable, *command, "--help"], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    # absl's --help exits with status 1 after printing
+    assert f"  {flag}:" in result.stdout, result.stdout[:500] + result.stderr[-500:]

@@ -3,6 +3,7 @@ tfcyclegan-train (train), tfcyclegan-export (export), tfcyclegan-translate (tran
 tfcyclegan-evaluate (evaluate), tfcyclegan-serve (serve)."""
 
 import os
+import sys
 
 
 def quiet_tensorflow() -> None:
@@ -12,3 +13,17 @@ def quiet_tensorflow() -> None:
     TensorFlow prints before its logging starts, such as oneDNN's notice, ignore the level.)
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def define_key_flags(define) -> None:
+    """Calls define() and makes the flags it adds the ones --help lists.
+
+    absl's --help shows the flags of the script that was run (train.py, or a console script);
+    these are defined in tfcyclegan.cli.*, so without this --help would only say "Try --helpfull".
+    """
+    from absl import flags
+
+    before = set(flags.FLAGS)
+    define()
+    for name in sorted(set(flags.FLAGS) - before):
+        flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])

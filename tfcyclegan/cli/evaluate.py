@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
-from tfcyclegan.cli import quiet_tensorflow
+from tfcyclegan.cli import define_key_flags, quiet_tensorflow
 from tfcyclegan.eval.evaluate import (
     DEFAULT_PANEL_COUNT,  # no TensorFlow at import: --help stays fast
 )
@@ -157,7 +157,7 @@ def run() -> None:
     from absl import app
 
     quiet_tensorflow()
-    _define_flags()
+    define_key_flags(_define_flags)
     app.run(main)
 
 

@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tfcyclegan.cli import quiet_tensorflow
+from tfcyclegan.cli import define_key_flags, quiet_tensorflow
 
 
 def define_flags() -> None:
@@ -76,7 +76,7 @@ def main(argv) -> int:
 def run() -> None:
     """Console entry point: tfcyclegan-export, python export.py, python -m tfcyclegan.cli.export."""
     quiet_tensorflow()
-    define_flags()
+    define_key_flags(define_flags)
     app.run(main)
 
 

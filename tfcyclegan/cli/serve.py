@@ -22,7 +22,7 @@ import socket
 import sys
 from typing import Sequence
 
-from tfcyclegan.cli import quiet_tensorflow
+from tfcyclegan.cli import define_key_flags, quiet_tensorflow
 
 
 def define_flags(flag_values=None):
@@ -124,7 +124,7 @@ def run() -> None:
     from absl import app, logging
 
     quiet_tensorflow()
-    define_flags()
+    define_key_flags(define_flags)
     logging.set_verbosity(logging.WARNING)
     app.run(main)
 

@@ -30,7 +30,7 @@ import os
 import sys
 from typing import Sequence
 
-from tfcyclegan.cli import quiet_tensorflow
+from tfcyclegan.cli import define_key_flags, quiet_tensorflow
 from tfcyclegan.io import MAX_SIDE
 
 
@@ -150,7 +150,7 @@ def run() -> None:
     from absl import app, logging
 
     quiet_tensorflow()
-    define_flags()
+    define_key_flags(define_flags)
     logging.set_verbosity(logging.WARNING)
     app.run(main)
 
