@@ -123,18 +123,10 @@ UTKFACE_AGE_ACCURACY_FLOOR = 0.78
 
 
 @pytest.mark.slow
-def test_age_oracle_on_utkface_sample(tmp_path, utkface_sample):
-    sample = utkface_sample
-    from tfcyclegan.eval import evaluate
-    from tfcyclegan.config import DataConfig
-
-    start = time.monotonic()
-    data_cfg = DataConfig(dataset="utkface", data_dir=str(sample), task="age")
-    output = str(tmp_path / "oracle_age")
-    evaluate.train_oracle_command(output, data_cfg=data_cfg, size=64, cache_dir=str(tmp_path / "cache"), verbose=2)
-    meta = oracle_lib.load_oracle(output).meta
+def test_age_oracle_on_utkface_sample(age_oracle):
+    meta = oracle_lib.load_oracle(age_oracle["path"]).meta
     print(f"age oracle: {json.dumps({k: meta[k] for k in ('test_accuracy', 'test_accuracy_a', 'test_accuracy_b', 'counts')})}"
-          f" in {time.monotonic() - start:.0f} s")
+          f" in {age_oracle['seconds']:.0f} s")
     assert meta["counts"]["test_a"] >= 50 and meta["counts"]["test_b"] >= 50
     assert meta["test_accuracy"] >= UTKFACE_AGE_ACCURACY_FLOOR
     assert min(meta["test_accuracy_a"], meta["test_accuracy_b"]) >= UTKFACE_AGE_ACCURACY_FLOOR - 0.1
