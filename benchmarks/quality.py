@@ -203,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         workdir = Path(args.evaluate)
         result = evaluate(workdir, oracle, data_dir, work / f"{workdir.name}_report")
         out["runs"] = [{"workdir": str(workdir), "result": result, "aims_met": aims_met(result["directions"])}]
-        print(json.dumps(out, indent=1))
-        return 0
+        return _emit(out, args.output, 0)
 
     _, common = parse_arm("common:" + args.flags)
     arms = [parse_arm(text) for text in (args.arm or ["base"])]
@@ -228,11 +227,15 @@ def main(argv: list[str] | None = None) -> int:
             print(json.dumps({k: v for k, v in run.items() if k != "command"}), file=sys.stderr, flush=True)
             runs.append(run)
         out["arms"][name] = {"flags": flags, "runs": runs, "summary": summarise(runs)}
+    return _emit(out, args.output, 0 if all("result" in r for arm in out["arms"].values() for r in arm["runs"]) else 1)
+
+
+def _emit(out: dict, output: str | None, status: int) -> int:
     text = json.dumps(out, indent=1)
-    if args.output:
-        Path(args.output).write_text(text + "\n")
+    if output:
+        Path(output).write_text(text + "\n")
     print(text)
-    return 0 if all("result" in r for arm in out["arms"].values() for r in arm["runs"]) else 1
+    return status
 
 
 if __name__ == "__main__":
