@@ -54,3 +54,19 @@ def tiny_config(**overrides) -> config_lib.TrainConfig:
         steps_per_call=1,
     )
     return config_lib.replace(base, overrides)
+
+
+@pytest.fixture(scope="session")
+def age_oracle(utkface_sample, tmp_path_factory):
+    """{"path", "seconds"} of a real UTKFace age oracle (train_oracle's defaults, the sample's train
+    split), trained once per session: the oracle test checks it, the quality test judges with it."""
+    import time
+
+    from tfcyclegan.eval import evaluate
+
+    root = tmp_path_factory.mktemp("age_oracle")
+    start = time.monotonic()
+    data_cfg = config_lib.DataConfig(dataset="utkface", data_dir=str(utkface_sample), task="age")
+    path = str(root / "oracle_age")
+    evaluate.train_oracle_command(path, data_cfg=data_cfg, size=64, cache_dir=str(root / "cache"), verbose=0)
+    return {"path": path, "seconds": time.monotonic() - start}
