@@ -27,3 +27,14 @@ def define_key_flags(define) -> None:
     define()
     for name in sorted(set(flags.FLAGS) - before):
         flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
+
+
+def run_command(define, main, *, absl_warnings_only: bool = False) -> None:
+    """A console entry point: TensorFlow quiet, the command's flags (listed by --help), then main."""
+    from absl import app, logging
+
+    quiet_tensorflow()
+    define_key_flags(define)
+    if absl_warnings_only:
+        logging.set_verbosity(logging.WARNING)
+    app.run(main)

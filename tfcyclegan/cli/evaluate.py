@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Any, Mapping, Sequence
 
-from tfcyclegan.cli import define_key_flags, quiet_tensorflow
+from tfcyclegan.cli import run_command
 from tfcyclegan.eval.evaluate import (
     DEFAULT_PANEL_COUNT,  # no TensorFlow at import: --help stays fast
 )
@@ -154,11 +154,7 @@ def _summary(report: Mapping[str, Any], output: str) -> str:
 
 def run() -> None:
     """Console entry point: tfcyclegan-evaluate, python -m tfcyclegan.cli.evaluate."""
-    from absl import app
-
-    quiet_tensorflow()
-    define_key_flags(_define_flags)
-    app.run(main)
+    run_command(_define_flags, main)
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags, logging
 
-from tfcyclegan.cli import define_key_flags, quiet_tensorflow
+from tfcyclegan.cli import run_command
 
 
 def define_flags() -> None:
@@ -75,9 +75,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Console entry point: tfcyclegan-export, python export.py, python -m tfcyclegan.cli.export."""
-    quiet_tensorflow()
-    define_key_flags(define_flags)
-    app.run(main)
+    run_command(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import socket
 import sys
 from typing import Sequence
 
-from tfcyclegan.cli import define_key_flags, quiet_tensorflow
+from tfcyclegan.cli import run_command
 
 
 def define_flags(flag_values=None):
@@ -121,12 +121,7 @@ def main(argv: Sequence[str], flag_values=None) -> int:
 
 def run() -> None:
     """Console entry point: tfcyclegan-serve, python -m tfcyclegan.cli.serve."""
-    from absl import app, logging
-
-    quiet_tensorflow()
-    define_key_flags(define_flags)
-    logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    run_command(define_flags, main, absl_warnings_only=True)
 
 
 if __name__ == "__main__":

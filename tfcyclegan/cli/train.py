@@ -21,7 +21,7 @@ import sys
 from absl import app, flags, logging
 
 from tfcyclegan import config as config_lib
-from tfcyclegan.cli import define_key_flags, quiet_tensorflow
+from tfcyclegan.cli import run_command
 
 # flag name -> dotted TrainConfig field. Each flag's default is None: "not given".
 FLAG_FIELDS = {
@@ -188,9 +188,7 @@ def main(argv) -> int:
 
 def run() -> None:
     """Console entry point: tfcyclegan-train, python train.py, python -m tfcyclegan.cli.train."""
-    quiet_tensorflow()
-    define_key_flags(define_flags)
-    app.run(main)
+    run_command(define_flags, main)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import os
 import sys
 from typing import Sequence
 
-from tfcyclegan.cli import define_key_flags, quiet_tensorflow
+from tfcyclegan.cli import run_command
 from tfcyclegan.io import MAX_SIDE
 
 
@@ -147,12 +147,7 @@ def main(argv: Sequence[str], flag_values=None) -> int:
 
 def run() -> None:
     """Console entry point: tfcyclegan-translate, python -m tfcyclegan.cli.translate."""
-    from absl import app, logging
-
-    quiet_tensorflow()
-    define_key_flags(define_flags)
-    logging.set_verbosity(logging.WARNING)
-    app.run(main)
+    run_command(define_flags, main, absl_warnings_only=True)
 
 
 if __name__ == "__main__":
