@@ -26,6 +26,20 @@ TINY = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
 SIZE = 48  # the last stage of the default "demo" schedule
 
 
+
+def _xnnpack_partitions(path: str, size: int = 64) -> int:
+    """How many XNNPACK partitions a TFLite file runs in at size x size: those fed by activations
+    (a float16 file also has one that only dequantizes weights)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=path, num_threads=1)
+    interpreter.resize_tensor_input(0, [1, size, size, 3])
+    interpreter.allocate_tensors()
+    nodes = private.tflite_ops_details(interpreter)
+    activations = {int(interpreter.get_input_details()[0]["index"])}
+    activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
+    return len([op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}])
+
 def make_workdir(path, *, model=TINY, seed=0, global_step=7, **config):
     """A workdir in the trainer's format: config.json and checkpoints/ckpt-N with gen_g, gen_f."""
     os.makedirs(path, exist_ok=True)
@@ -233,8 +247,6 @@ def test_tflite_parity_at_export_size_and_after_resize(exported, quantization):
 
 
 def test_tflite_files_use_builtin_ops_only_and_one_xnnpack_partition(exported):
-    from ai_edge_litert.interpreter import Interpreter
-
     for q in ("float32", "float16", "int8"):
         path = os.path.join(exported["dir"], f"age_b2a.v1.{q}.tflite")
         content = open(path, "rb").read()
@@ -248,15 +260,8 @@ def test_tflite_files_use_builtin_ops_only_and_one_xnnpack_partition(exported):
 
         last = conv_weight_tensors(flatbuffer_utils.read_model_from_bytearray(bytearray(content)))[-1]
         assert list(last.shape) == [12, 8, 8, TINY.gen_filters] and "TILE" not in ops, (last.shape, ops)
-        interpreter = Interpreter(model_path=path, num_threads=1)
-        interpreter.resize_tensor_input(0, [1, 64, 64, 3])
-        interpreter.allocate_tensors()
-        nodes = private.tflite_ops_details(interpreter)
-        # Partitions fed by activations (a float16 file also has one that only dequantizes weights).
-        activations = {int(interpreter.get_input_details()[0]["index"])}
-        activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
-        delegated = [op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}]
-        assert len(delegated) == 1, f"{q}: the graph is split into {len(delegated)} XNNPACK partitions"
+        partitions = _xnnpack_partitions(path)
+        assert partitions == 1, f"{q}: the graph is split into {partitions} XNNPACK partitions"
 
 
 def test_int8_keeps_the_first_convolution_float(exported):
@@ -413,20 +418,12 @@ def test_default_names_and_domains():
 
 @pytest.mark.parametrize("upsample", ["nearest", "bilinear"])
 def test_resize_conv_generators_export_to_one_xnnpack_graph_with_parity(tmp_path, upsample):
-    from ai_edge_litert.interpreter import Interpreter
-
     model = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8, upsample=upsample)
     workdir = make_workdir(tmp_path / "run", model=model)
     entries = export_lib.export(workdir, str(tmp_path / "exports"), quantizations="float32", log=lambda _: None)
     item = entries["age_a2b"]["tflite"]["float32"]
     assert item["parity"]["passed"] and not [op for op in item["operators"] if op.startswith("CUSTOM")]
-    interpreter = Interpreter(model_path=str(tmp_path / "exports" / item["path"]), num_threads=1)
-    interpreter.resize_tensor_input(0, [1, 64, 64, 3])
-    interpreter.allocate_tensors()
-    nodes = private.tflite_ops_details(interpreter)
-    activations = {int(interpreter.get_input_details()[0]["index"])}
-    activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
-    delegated = [op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}]
+    partitions = _xnnpack_partitions(str(tmp_path / "exports" / item["path"]))
     # Nearest is CONCATENATION + DEPTH_TO_SPACE; bilinear's RESIZE_BILINEAR takes its output size
     # at run time, which XNNPACK does not delegate (docs/mobile.md).
-    assert len(delegated) == (1 if upsample == "nearest" else 3), f"{upsample}: {len(delegated)} XNNPACK partitions"
+    assert partitions == (1 if upsample == "nearest" else 3), f"{upsample}: {partitions} XNNPACK partitions"

@@ -177,17 +177,7 @@ def _export_dcgan(workdir: str, export_dir: str, *, formats, quantizations, vers
             ops = check_builtin_only(content, filename)
             runner = TFLiteRunner(model_content=content, num_threads=num_threads)
             outputs = np.concatenate([runner(z[i:i + 1]) for i in range(len(z))])
-            parity = measure_parity([served], [outputs], quantization)
-            figure = f"max abs {parity['max_abs']:.3g}" if parity["metric"] == "max_abs" else f"PSNR {parity['psnr_db']} dB"
-            if not parity["passed"]:
-                raise ExportError(
-                    f"{filename} failed its parity check against the SavedModel: {figure}, bound "
-                    f"{'<=' if parity['metric'] == 'max_abs' else '>='} {parity['bound']}. Nothing was written; export "
-                    "without this quantization (--tflite_quantization)."
-                )
-            log(f"{filename}: {len(content) / 1e6:.2f} MB, builtin ops only, {figure} vs SavedModel")
-            with open(os.path.join(tmp, filename), "wb") as f:
-                f.write(content)
+            parity = _write_if_parity(content, filename, [served], [outputs], quantization, tmp, log=log)
             tflite_entries[quantization] = {
                 "path": filename, "bytes": len(content), "operators": ops, "parity": parity,
                 "weights": quantization if quantization != "int8" else "int8 per output channel (dynamic range)",
@@ -240,21 +230,12 @@ def _verified_tflite(entry: dict, mobile, inputs, quantizations, tmp: str, *, nu
         ops = check_builtin_only(content, filename)
         runner = TFLiteRunner(model_content=content, num_threads=num_threads)
         outputs = [runner(x) for x in inputs]  # export size first, then a resize
-        parity = measure_parity(entry["_served"], outputs, quantization)
-        figure = f"max abs {parity['max_abs']:.3g}" if parity["metric"] == "max_abs" else f"PSNR {parity['psnr_db']} dB"
-        if not parity["passed"]:
-            raise ExportError(
-                f"{filename} failed its parity check against the SavedModel: {figure} at sizes {sizes}, "
-                f"bound {'<=' if parity['metric'] == 'max_abs' else '>='} {parity['bound']}. "
-                "Nothing was written; export without this quantization (--tflite_quantization) or check the weights."
-                + (" This model loses too much in 8 bits: ship the float16 file (same accuracy as "
-                   "float32, half its size). Weights that are barely trained quantize worse than "
-                   "trained ones; --parity_images checks on your own photos."
-                   if quantization == "int8" else "")
-            )
-        log(f"{filename}: {len(content) / 1e6:.2f} MB, builtin ops only, {figure} vs SavedModel")
-        with open(os.path.join(tmp, filename), "wb") as f:
-            f.write(content)
+        parity = _write_if_parity(
+            content, filename, entry["_served"], outputs, quantization, tmp, log=log, where=f" at sizes {sizes}",
+            advice=" or check the weights." + (
+                " This model loses too much in 8 bits: ship the float16 file (same accuracy as "
+                "float32, half its size). Weights that are barely trained quantize worse than "
+                "trained ones; --parity_images checks on your own photos." if quantization == "int8" else ""))
         tflite_entries[quantization] = {
             "path": filename, "bytes": len(content), "operators": ops, "parity": parity,
             "weights": TFLITE_WEIGHTS[quantization],
@@ -262,6 +243,24 @@ def _verified_tflite(entry: dict, mobile, inputs, quantizations, tmp: str, *, nu
             "output": {"name": runner.output_name, "dtype": "float32", "shape": [-1, -1, -1, 3], "range": [-1, 1]},
         }
     entry["tflite"] = tflite_entries
+
+
+def _write_if_parity(content: bytes, filename: str, served, outputs, quantization: str, tmp: str, *, log,
+                     where: str = "", advice: str = ".") -> dict:
+    """The parity gate of a TFLite file: measured against the SavedModel's outputs, refused in words
+    (nothing written) below its bound, else written into tmp. Returns the parity figures."""
+    parity = measure_parity(served, outputs, quantization)
+    figure = f"max abs {parity['max_abs']:.3g}" if parity["metric"] == "max_abs" else f"PSNR {parity['psnr_db']} dB"
+    if not parity["passed"]:
+        raise ExportError(
+            f"{filename} failed its parity check against the SavedModel: {figure}{where}, bound "
+            f"{'<=' if parity['metric'] == 'max_abs' else '>='} {parity['bound']}. Nothing was written; export "
+            f"without this quantization (--tflite_quantization){advice}"
+        )
+    log(f"{filename}: {len(content) / 1e6:.2f} MB, builtin ops only, {figure} vs SavedModel")
+    with open(os.path.join(tmp, filename), "wb") as f:
+        f.write(content)
+    return parity
 
 
 def _put_in_place(entry: dict, tmp: str, export_dir: str, *, saved: bool) -> None:
