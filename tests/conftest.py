@@ -56,13 +56,10 @@ def tiny_config(**overrides) -> config_lib.TrainConfig:
     return config_lib.replace(base, overrides)
 
 
-ORACLE_TEST_EPOCHS = 20
-
-
 @pytest.fixture(scope="session")
 def age_oracle(utkface_sample, tmp_path_factory):
-    """{"path", "seconds"} of a real UTKFace age oracle (train_oracle's defaults but ORACLE_TEST_EPOCHS,
-    the sample's train split), trained once per session: the oracle test checks it, the quality test judges with it."""
+    """{"path", "seconds"} of a real UTKFace age oracle (train_oracle's defaults, the sample's train
+    split), trained once per session: the oracle test checks it, the quality test judges with it."""
     import time
 
     from tfcyclegan.eval import evaluate
@@ -71,7 +68,5 @@ def age_oracle(utkface_sample, tmp_path_factory):
     start = time.monotonic()
     data_cfg = config_lib.DataConfig(dataset="utkface", data_dir=str(utkface_sample), task="age")
     path = str(root / "oracle_age")
-    # 20 of the default 30 epochs (its cosine schedule then ends at 20) keeps the suite under 15 minutes.
-    evaluate.train_oracle_command(path, data_cfg=data_cfg, size=64, epochs=ORACLE_TEST_EPOCHS,
-                                  cache_dir=str(root / "cache"), verbose=0)
+    evaluate.train_oracle_command(path, data_cfg=data_cfg, size=64, cache_dir=str(root / "cache"), verbose=0)
     return {"path": path, "seconds": time.monotonic() - start}

@@ -117,8 +117,7 @@ def test_too_few_images_is_an_error():
 # Measured on utkface_sample, task age (20-29 vs 50-59), 64 px, default training (32 filters, up to 30
 # epochs, flips, shifts and zooms): 20s 85.4 % / 50s 82.7 % at seed 0, 85.4 % / 88.5 % at seed 1
 # (103 + 104 test images: one standard error is about 3.5 %). Chance is 50 %. The floor leaves
-# about two standard errors for seeds and thread-scheduling nondeterminism. The session's oracle
-# (tests/conftest.py) trains 20 epochs: 81.6 % / 87.5 % at seed 0, in 93 s.
+# about two standard errors for seeds and thread-scheduling nondeterminism.
 UTKFACE_AGE_ACCURACY_FLOOR = 0.78
 
 
