@@ -151,7 +151,7 @@ def untrained(data_dir: Path, task: str, size: int = 64, seeds: int = 3) -> dict
     from tfcyclegan.model.networks import build_generator
 
     data_cfg = DataConfig(dataset="utkface", data_dir=str(data_dir), task=task)
-    (test_a, test_b), *_ = load_splits(data_cfg, splits=["test"], size=size, count=None, cache_dir=None)[0].values()
+    test_a, test_b = load_splits(data_cfg, splits=["test"], size=size, count=None, cache_dir=None)[0]["test"]
     out = {}
     for mode in UPSAMPLES:
         rows = []
