@@ -14,6 +14,23 @@ from tfcyclegan import config as config_lib
 TINY_MODEL = config_lib.ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
 
 
+def _group(item) -> str:
+    """A test's pytest-xdist group: its module, so module fixtures are built once; every test
+    that judges with the session's UTKFace age oracle shares one group, so it is trained once."""
+    return "age_oracle" if "age_oracle" in getattr(item, "fixturenames", ()) else item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    """The suite runs in two processes (`-n 2 --dist loadgroup` in setup.cfg): many tests wait on
+    subprocesses, timeouts and a browser, so one core would sit idle. Groups that hold a slow test
+    are sent first, so that the longest work does not start last and leave one core alone at the end."""
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    slow_groups = {_group(item) for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: _group(item) not in slow_groups)  # stable: the order within is kept
+
+
 def utkface_sample_dir() -> Path:
     """../shared/data/utkface_sample beside the repo, or $TFCYCLEGAN_UTKFACE_SAMPLE."""
     env = os.environ.get("TFCYCLEGAN_UTKFACE_SAMPLE")
