@@ -26,7 +26,6 @@ TINY = ModelConfig(gen_filters=8, gen_blocks=1, disc_filters=8)
 SIZE = 48  # the last stage of the default "demo" schedule
 
 
-
 def _xnnpack_partitions(path: str, size: int = 64) -> int:
     """How many XNNPACK partitions a TFLite file runs in at size x size: those fed by activations
     (a float16 file also has one that only dequantizes weights)."""
@@ -39,6 +38,7 @@ def _xnnpack_partitions(path: str, size: int = 64) -> int:
     activations = {int(interpreter.get_input_details()[0]["index"])}
     activations |= {int(o) for op in nodes if op["op_name"] != "DELEGATE" for o in op["outputs"]}
     return len([op for op in nodes if op["op_name"] == "DELEGATE" and activations & {int(i) for i in op["inputs"]}])
+
 
 def make_workdir(path, *, model=TINY, seed=0, global_step=7, **config):
     """A workdir in the trainer's format: config.json and checkpoints/ckpt-N with gen_g, gen_f."""
