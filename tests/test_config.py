@@ -1,3 +1,4 @@
+import itertools
 import json
 
 import pytest
@@ -75,6 +76,35 @@ def test_decay_defaults_to_half_of_all_epochs():
     assert cfg.decay_epochs == 55
     with pytest.raises(C.ConfigError, match="cannot exceed"):
         C.TrainConfig(schedule=C.Schedule.parse("32:2"), optim=C.OptimConfig(decay_epochs=3))
+
+
+def test_decay_over_all_epochs_follows_any_schedule():
+    from absl import flags
+
+    from tfcyclegan.cli import train as cli
+    from tfcyclegan.train.optim import learning_rate_at
+
+    for schedule, epochs in (("48:2,64:8", 10), ("48:1,64:1", 2)):
+        cfg = C.TrainConfig(schedule=C.Schedule.parse(schedule), optim=C.OptimConfig(decay_epochs="all"))
+        assert cfg.decay_epochs == epochs
+        rates = [learning_rate_at(cfg, e) for e in range(epochs)]
+        assert rates[0] < 2e-4 and all(a > b > 0 for a, b in itertools.pairwise(rates))  # falls from the first epoch
+        assert C.TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))).optim.decay_epochs == "all"
+    with pytest.raises(C.ConfigError, match="--decay_epochs=all"):
+        C.TrainConfig(schedule=C.Schedule.parse("48:1,64:1"), optim=C.OptimConfig(decay_epochs=3))
+    for bad in ("some", True, -1):
+        with pytest.raises(C.ConfigError, match="decay_epochs"):
+            C.OptimConfig(decay_epochs=bad)
+
+    def parsed(*args):
+        values = cli.define_flags(flags.FlagValues())
+        values(["train", "--schedule=48:2,64:8", *args])
+        return cli.config_from_flags(values)
+
+    assert parsed("--decay_epochs=ALL").optim.decay_epochs == "all"
+    assert parsed("--decay_epochs=4").decay_epochs == 4 and parsed().decay_epochs == 5
+    with pytest.raises(C.ConfigError, match="--decay_epochs=.soon."):
+        parsed("--decay_epochs=soon")
 
 
 def test_cpu_threads_choices():

@@ -104,13 +104,14 @@ class OptimConfig:
     """Adam for both generators (one optimizer) and both discriminators (another).
 
     decay_epochs: the learning rate is constant, then decays linearly over the last
-      `decay_epochs` epochs of the whole schedule; None means half of all epochs.
+      `decay_epochs` epochs of the whole schedule; None means half of all epochs, "all" every
+      epoch (the rate falls from the first one, whatever the schedule's length).
     """
 
     learning_rate: float = 2e-4
     beta_1: float = 0.5
     beta_2: float = 0.999
-    decay_epochs: int | None = None
+    decay_epochs: int | str | None = None
 
     def __post_init__(self):
         _positive("optim.learning_rate", self.learning_rate)
@@ -118,11 +119,10 @@ class OptimConfig:
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
                 raise ConfigError(f"optim.{name} must be in [0, 1). Received: {value!r}")
-        if self.decay_epochs is not None:
-            if not isinstance(self.decay_epochs, int) or self.decay_epochs < 0:
-                raise ConfigError(
-                    f"optim.decay_epochs must be an integer >= 0 or None. Received: {self.decay_epochs!r}"
-                )
+        decay = self.decay_epochs
+        valid = decay is None or decay == "all" or (isinstance(decay, int) and not isinstance(decay, bool) and decay >= 0)
+        if not valid:
+            raise ConfigError(f"optim.decay_epochs must be an integer >= 0, \"all\" or None. Received: {decay!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,13 +309,16 @@ class TrainConfig:
         if self.worker_timeout is not None:
             _positive("worker_timeout", self.worker_timeout)
         decay = self.optim.decay_epochs
-        if decay is not None and decay > self.schedule.total_epochs:
+        if isinstance(decay, int) and decay > self.schedule.total_epochs:
             raise ConfigError(
-                f"optim.decay_epochs ({decay}) cannot exceed the schedule's {self.schedule.total_epochs} epochs."
+                f"optim.decay_epochs ({decay}) cannot exceed the schedule's {self.schedule.total_epochs} epochs; "
+                "give at most that many, or --decay_epochs=all to decay over every epoch."
             )
 
     @property
     def decay_epochs(self) -> int:
+        if self.optim.decay_epochs == "all":
+            return self.schedule.total_epochs
         if self.optim.decay_epochs is not None:
             return self.optim.decay_epochs
         return self.schedule.total_epochs // 2

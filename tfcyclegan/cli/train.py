@@ -86,7 +86,7 @@ def define_flags(flag_values: flags.FlagValues | None = None) -> flags.FlagValue
     d.DEFINE_float("learning_rate", None, "Adam learning rate (default 2e-4).")
     d.DEFINE_float("beta_1", None, "Adam beta_1 (default 0.5).")
     d.DEFINE_float("beta_2", None, "Adam beta_2 (default 0.999).")
-    d.DEFINE_integer("decay_epochs", None, "Linear LR decay over the last N epochs (default half of all).")
+    d.DEFINE_string("decay_epochs", None, "Linear LR decay over the last N epochs, or 'all' (default half of all).")
     d.DEFINE_enum("gan_loss", None, list(config_lib.GAN_LOSSES), "Adversarial loss (default lsgan).")
     d.DEFINE_float("lambda_cycle", None, "Cycle-consistency weight (default 10).")
     d.DEFINE_float("lambda_identity", None, "Identity weight as a multiple of lambda_cycle (default 0.5).")
@@ -115,6 +115,16 @@ class _Definitions:
         self.DEFINE_enum = bind(flags.DEFINE_enum)
 
 
+def _decay_epochs(text: str) -> int | str:
+    value = text.strip().lower()
+    if value == "all":
+        return value
+    if value.isdigit():
+        return int(value)
+    raise config_lib.ConfigError(
+        f"--decay_epochs takes a number of epochs (e.g. --decay_epochs=5) or 'all'. Received: --decay_epochs={text!r}")
+
+
 def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
     """Builds the TrainConfig of a command line. Raises ConfigError with the valid values."""
     config = config_lib.TrainConfig()
@@ -129,6 +139,8 @@ def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
         raise config_lib.ConfigError(
             f"--worker_timeout must be a positive number of seconds, e.g. --worker_timeout=600 (to wait forever, "
             f"leave it out and set $TFCYCLEGAN_WORKER_TIMEOUT=0). Received: --worker_timeout={timeout!r}")
+    if values.decay_epochs is not None:
+        overrides["optim.decay_epochs"] = _decay_epochs(values.decay_epochs)
     if values.no_flip:
         overrides["data.flip"] = False
     if values.no_augment:
