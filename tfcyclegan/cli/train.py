@@ -35,7 +35,6 @@ FLAG_FIELDS = {
     "sample_count": "sample_count", "eval_every_epochs": "eval_every_epochs", "eval_count": "eval_count",
     "oracle": "oracle_dir", "worker_timeout": "worker_timeout", "cpu_threads": "cpu_threads",
     "learning_rate": "optim.learning_rate", "beta_1": "optim.beta_1", "beta_2": "optim.beta_2",
-    "decay_epochs": "optim.decay_epochs",
     "gan_loss": "loss.gan", "lambda_cycle": "loss.cycle", "lambda_identity": "loss.identity",
     "gen_filters": "model.gen_filters", "gen_blocks": "model.gen_blocks", "disc_filters": "model.disc_filters",
     "disc_layers": "model.disc_layers", "disc_type": "model.disc_type", "norm": "model.norm",
@@ -139,7 +138,7 @@ def config_from_flags(values: flags.FlagValues) -> config_lib.TrainConfig:
         raise config_lib.ConfigError(
             f"--worker_timeout must be a positive number of seconds, e.g. --worker_timeout=600 (to wait forever, "
             f"leave it out and set $TFCYCLEGAN_WORKER_TIMEOUT=0). Received: --worker_timeout={timeout!r}")
-    if values.decay_epochs is not None:
+    if values.decay_epochs is not None:  # a number or "all": not one flag type, so not in FLAG_FIELDS
         overrides["optim.decay_epochs"] = _decay_epochs(values.decay_epochs)
     if values.no_flip:
         overrides["data.flip"] = False
